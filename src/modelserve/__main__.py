@@ -1,0 +1,5 @@
+"""``python -m modelserve`` runs the command-line interface."""
+
+from modelserve.cli import main
+
+main()

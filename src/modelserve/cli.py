@@ -1,0 +1,307 @@
+"""The ``modelserve`` command line: train, serve, predict, and inspect the model store.
+
+Every command calls the same core functions the HTTP app uses; settings come from the one
+:class:`~modelserve.settings.Settings` class (environment variables), overridden by flags.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from modelserve import __version__
+from modelserve.errors import ModelServeError
+from modelserve.registry import ModelRegistry
+from modelserve.settings import Settings
+from modelserve.store import ModelStore
+from modelserve.train_model import ESTIMATORS, TrainConfig, TrainResult, estimator_kind, train
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="modelserve",
+    help="Train scikit-learn models into a verified store and serve them over HTTP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Inspect the model store.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+_err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store", help="Model store directory [env: MODELSERVE_STORE, default ./models]."
+    ),
+]
+
+
+class Format(enum.StrEnum):
+    skops = "skops"
+    pickle = "pickle"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        _fail(f"invalid settings: {problems}")
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _report(result: TrainResult) -> None:
+    manifest = result.manifest
+    typer.echo(f"name:    {manifest.name}")
+    typer.echo(f"version: {manifest.version}")
+    typer.echo(f"path:    {result.path}")
+    typer.echo(f"model:   {manifest.estimator.class_name} ({manifest.format})")
+    typer.echo("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in manifest.metrics.items()))
+
+
+def _train(config: TrainConfig, store: Path) -> TrainResult:
+    try:
+        kind = estimator_kind(config.estimator)
+        with _err.status(f"Training {kind.description} ({config.name})…", spinner="dots"):
+            return train(config, ModelStore(store))
+    except ModelServeError as exc:
+        _fail(exc.message)
+
+
+@app.command("train")
+def train_command(
+    name: Annotated[str, typer.Option(help="Model name in the store.")] = "default",
+    estimator: Annotated[str, typer.Option(help=f"Estimator: {', '.join(ESTIMATORS)}.")] = "linear",
+    csv: Annotated[
+        Path | None, typer.Option(help="Train on this CSV file (header row; numeric features).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --csv.")] = None,
+    samples: Annotated[int, typer.Option(help="Synthetic data: number of rows.")] = 1000,
+    features: Annotated[int, typer.Option(help="Synthetic data: number of features.")] = 10,
+    noise: Annotated[float, typer.Option(help="Synthetic regression data: noise.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed for data, split and estimator.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Held-out fraction for the metrics.")] = 0.2,
+    format: Annotated[
+        Format, typer.Option(help="Artifact format; pickle needs MODELSERVE_ALLOW_PICKLE to serve.")
+    ] = Format.skops,
+    store: StoreOption = None,
+) -> None:
+    """Fit a model and publish it as the next version in the store."""
+    settings = _settings(store=store)
+    config = TrainConfig(
+        name=name,
+        estimator=estimator,
+        samples=samples,
+        features=features,
+        noise=noise,
+        seed=seed,
+        test_size=test_size,
+        csv=csv,
+        target=target,
+        format=format.value,
+    )
+    _report(_train(config, settings.store))
+    if format is Format.pickle and not settings.allow_pickle:
+        _err.print(
+            "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
+            highlight=False,
+        )
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Bind address [env: MODELSERVE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env: MODELSERVE_PORT].")] = None,
+    store: StoreOption = None,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Most rows per request [env: MODELSERVE_MAX_ROWS].")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request body in bytes [env: MODELSERVE_MAX_BODY_BYTES]."),
+    ] = None,
+    allow_pickle: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-pickle/--no-allow-pickle",
+            help="Load pickle artifacts [env: MODELSERVE_ALLOW_PICKLE].",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level [env: MODELSERVE_LOG_LEVEL].")
+    ] = None,
+    train_if_empty: Annotated[
+        bool, typer.Option(help="Train the default model first when the store is empty.")
+    ] = True,
+) -> None:
+    """Serve every model in the store over HTTP."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from modelserve.main import create_app  # noqa: PLC0415
+
+    settings = _settings(
+        host=host,
+        port=port,
+        store=store,
+        max_rows=max_rows,
+        max_body_bytes=max_body_bytes,
+        allow_pickle=allow_pickle,
+        log_level=log_level,
+    )
+    _configure_logging(settings.log_level)
+    if train_if_empty and ModelStore(settings.store).is_empty():
+        logger.info("the store %s is empty: training the default model", settings.store)
+        _report(_train(TrainConfig(name=settings.default_model), settings.store))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+    )
+
+
+@app.command("predict")
+def predict_command(
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help='JSON file, or - for stdin: {"instances": [...]} or a bare list of rows.',
+        ),
+    ] = "-",
+    model: Annotated[
+        str | None, typer.Option(help="Model name [default: the default model].")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Version [default: newest].")] = None,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also print class probabilities (classifiers).")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Predict rows with a verified model from the store, without a server."""
+    settings = _settings(store=store)
+    raw = sys.stdin.buffer.read() if input == "-" else _read(Path(input))
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        _fail(f"input is not valid JSON: {exc}")
+    if isinstance(document, list):
+        document = {"instances": document}
+    if probabilities and isinstance(document, dict):
+        document["return_probabilities"] = True
+    name = model or settings.default_model
+    try:
+        predictor = ModelRegistry(settings).load_predictor(name, version)
+        prediction = predictor.predict_json(orjson.dumps(document))
+    except ModelServeError as exc:
+        for problem in exc.problems[1:]:
+            _err.print(f"  {problem.msg}", highlight=False)
+        _fail(exc.message)
+    result: dict[str, Any] = {
+        "model_name": predictor.name,
+        "model_version": predictor.version,
+        "predictions": prediction.predictions.tolist(),
+    }
+    if prediction.probabilities is not None:
+        result["classes"] = prediction.classes
+        result["probabilities"] = prediction.probabilities.tolist()
+    _echo_json(result)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+@models_app.command("list")
+def models_list(store: StoreOption = None) -> None:
+    """List every model in the store with its versions."""
+    settings = _settings(store=store)
+    model_store = ModelStore(settings.store)
+    names = model_store.list_models()
+    if not names:
+        typer.echo(f"no models in {settings.store}")
+        return
+    for name in names:
+        versions = model_store.list_versions(name)
+        try:
+            manifest = model_store.read_manifest(name, versions[-1])
+            about = f"{manifest.estimator.class_name.rsplit('.', 1)[-1]}, " + ", ".join(
+                f"{k}={v:.4g}" for k, v in manifest.metrics.items()
+            )
+        except ModelServeError as exc:
+            about = f"newest manifest unreadable: {exc.message}"
+        typer.echo(f"{name}  versions {', '.join(map(str, versions))}  ({about})")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Option(help="Version [default: newest].")] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Also verify and load the model file, as the server would.")
+    ] = True,
+    store: StoreOption = None,
+) -> None:
+    """Print one version's manifest; with --verify (default) check it loads as the server would."""
+    settings = _settings(store=store)
+    registry = ModelRegistry(settings)
+    try:
+        manifest = registry.store.read_manifest(name, version)
+        if verify:
+            registry.load_predictor(name, manifest.version)
+    except ModelServeError as exc:
+        _fail(exc.message)
+    typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
+    if verify:
+        _err.print(f"verified: {name} v{manifest.version} loads and matches its manifest")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"modelserve {__version__}")
+        raise typer.Exit
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+train_app.command()(train_command)
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

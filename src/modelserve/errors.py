@@ -1,0 +1,179 @@
+"""The one error hierarchy of modelserve. It knows nothing of HTTP.
+
+::
+
+    ModelServeError
+    ├── StoreError                   the model store, by name and version
+    │   ├── InvalidModelNameError
+    │   ├── ModelNotFoundError
+    │   ├── VersionNotFoundError
+    │   └── PublishError
+    ├── ArtifactError                a version exists but must not be served
+    │   ├── ManifestError              missing or invalid manifest.json
+    │   ├── IntegrityError             model file missing, truncated or tampered (sha256)
+    │   ├── IncompatibleArtifactError  trained with another scikit-learn version
+    │   ├── UntrustedTypeError         skops file holds a type outside the allowlist
+    │   ├── PickleNotAllowedError      pickle artifact while pickle loading is off
+    │   └── DeserializationError       the verified file still failed to load
+    ├── ModelUnavailableError        a model exists but none of its versions loaded
+    ├── InvalidInputError            a request the model cannot accept (field-level problems)
+    ├── PayloadTooLargeError         a request body over the byte limit
+    ├── UnsupportedOutputError       e.g. class probabilities from a regressor
+    └── TrainingError
+        ├── DatasetError               CSV missing, empty, non-numeric, no target column
+        └── UnknownEstimatorError
+
+The API layer maps each class to a status code and a problem+json body in one table
+(:mod:`modelserve.problems`); the CLI prints the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One field-level problem: where (``loc``), what (``msg``) and a stable ``type`` slug."""
+
+    loc: Loc
+    msg: str
+    type: str
+
+
+class ModelServeError(Exception):
+    """Base of every error modelserve raises on purpose.
+
+    ``code`` is a stable slug (the problem ``type``); ``problems`` lists field-level details.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, *, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems: tuple[Problem, ...] = tuple(problems)
+
+
+class StoreError(ModelServeError):
+    code = "store-error"
+
+
+class InvalidModelNameError(StoreError):
+    code = "invalid-model-name"
+
+
+class ModelNotFoundError(StoreError):
+    code = "model-not-found"
+
+
+class VersionNotFoundError(StoreError):
+    code = "version-not-found"
+
+
+class PublishError(StoreError):
+    code = "publish-failed"
+
+
+class ArtifactError(ModelServeError):
+    code = "artifact-error"
+
+
+class ManifestError(ArtifactError):
+    code = "invalid-manifest"
+
+
+class IntegrityError(ArtifactError):
+    code = "integrity-check-failed"
+
+
+class IncompatibleArtifactError(ArtifactError):
+    code = "incompatible-artifact"
+
+
+class UntrustedTypeError(ArtifactError):
+    code = "untrusted-type"
+
+    def __init__(self, message: str, *, types: Sequence[str]) -> None:
+        super().__init__(message)
+        self.types = tuple(types)
+
+
+class PickleNotAllowedError(ArtifactError):
+    code = "pickle-not-allowed"
+
+
+class DeserializationError(ArtifactError):
+    code = "deserialization-failed"
+
+
+class ModelUnavailableError(ModelServeError):
+    code = "model-unavailable"
+
+
+class InvalidInputError(ModelServeError):
+    """The request cannot be fed to the model; ``problems`` says where and why.
+
+    ``code`` is the kind of the first problem (``feature-count``, ``not-finite``, ...), so a
+    client can branch on the problem type without parsing messages.
+    """
+
+    code = "invalid-input"
+
+    def __init__(self, message: str, *, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message, problems=problems)
+        if self.problems:
+            self.code = self.problems[0].type
+
+
+class PayloadTooLargeError(ModelServeError):
+    code = "payload-too-large"
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class UnsupportedOutputError(ModelServeError):
+    code = "unsupported-output"
+
+
+class TrainingError(ModelServeError):
+    code = "training-failed"
+
+
+class DatasetError(TrainingError):
+    code = "invalid-dataset"
+
+
+class UnknownEstimatorError(TrainingError):
+    code = "unknown-estimator"
+
+
+__all__ = [
+    "ArtifactError",
+    "DatasetError",
+    "DeserializationError",
+    "IncompatibleArtifactError",
+    "IntegrityError",
+    "InvalidInputError",
+    "InvalidModelNameError",
+    "Loc",
+    "ManifestError",
+    "ModelNotFoundError",
+    "ModelServeError",
+    "ModelUnavailableError",
+    "PayloadTooLargeError",
+    "PickleNotAllowedError",
+    "Problem",
+    "PublishError",
+    "StoreError",
+    "TrainingError",
+    "UnknownEstimatorError",
+    "UnsupportedOutputError",
+    "UntrustedTypeError",
+    "VersionNotFoundError",
+]

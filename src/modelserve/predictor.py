@@ -1,0 +1,227 @@
+"""The prediction layer: one verified model version, its schema, and ``predict`` for a batch.
+
+A :class:`Predictor` validates every batch against its manifest (row count, feature count and
+names, finite numbers) before the estimator sees it. It knows nothing of HTTP: invalid input
+raises :class:`~modelserve.errors.InvalidInputError` with field-level problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from modelserve.errors import InvalidInputError, Problem, UnsupportedOutputError
+from modelserve.manifest import Manifest
+from modelserve.schemas import ROW_ERROR, request_model_for
+from modelserve.store import LoadedArtifact
+
+_NUMBER_ERRORS = frozenset({"float_type", "float_parsing", "int_type", "int_parsing"})
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A validated batch: a 2-D float64 array in the model's feature order."""
+
+    rows: np.ndarray
+    return_probabilities: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The model's answer for a batch, row for row."""
+
+    predictions: np.ndarray
+    classes: list[Any] | None = None
+    probabilities: np.ndarray | None = None
+
+
+class Predictor:
+    """Wraps one loaded model version; thread-safe for concurrent ``predict`` calls."""
+
+    def __init__(self, artifact: LoadedArtifact, *, max_rows: int, max_problems: int = 20) -> None:
+        self.manifest: Manifest = artifact.manifest
+        self.estimator: Any = artifact.estimator
+        self.max_rows = max_rows
+        self.max_problems = max_problems
+        self.feature_names: list[str] = self.manifest.input_schema.names
+        self.is_classifier = self.manifest.task == "classification"
+        self._request_model: type[BaseModel] = request_model_for(self.manifest, max_rows)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name!r}, version={self.version})"
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def parse_json(self, body: bytes | str) -> Batch:
+        """Validate a JSON request body ``{"instances": [...], "return_probabilities": bool}``."""
+        try:
+            request = self._request_model.model_validate_json(body)
+        except ValidationError as exc:
+            raise self._invalid(exc) from exc
+        return self._to_batch(request)
+
+    def validate(self, instances: Any, *, return_probabilities: bool = False) -> Batch:
+        """Validate Python rows: a 2-D array, a list of lists or a list of feature mappings."""
+        if isinstance(instances, np.ndarray):
+            instances = instances.tolist()
+        try:
+            request = self._request_model.model_validate(
+                {"instances": instances, "return_probabilities": return_probabilities}
+            )
+        except ValidationError as exc:
+            raise self._invalid(exc) from exc
+        return self._to_batch(request)
+
+    def _to_batch(self, request: BaseModel) -> Batch:
+        instances: list[list[float] | dict[str, float]] = request.instances  # type: ignore[attr-defined]
+        names = self.feature_names
+        rows = [
+            row if isinstance(row, list) else [row[name] for name in names] for row in instances
+        ]
+        return Batch(
+            rows=np.asarray(rows, dtype=np.float64),
+            return_probabilities=request.return_probabilities,  # type: ignore[attr-defined]
+        )
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def predict(self, instances: Any, *, return_probabilities: bool = False) -> Prediction:
+        """Validate ``instances`` against the manifest and predict them."""
+        return self.predict_batch(
+            self.validate(instances, return_probabilities=return_probabilities)
+        )
+
+    def predict_json(self, body: bytes | str) -> Prediction:
+        """Validate a JSON request body and predict it."""
+        return self.predict_batch(self.parse_json(body))
+
+    def predict_batch(self, batch: Batch) -> Prediction:
+        """Predict an already validated batch."""
+        if batch.return_probabilities and not self.is_classifier:
+            raise UnsupportedOutputError(
+                f"model {self.name!r} v{self.version} is a regressor; it has no class "
+                "probabilities (drop return_probabilities)"
+            )
+        predictions = np.asarray(self.estimator.predict(batch.rows))
+        if not batch.return_probabilities:
+            return Prediction(predictions=predictions)
+        return Prediction(
+            predictions=predictions,
+            classes=list(self.manifest.output.classes or []),
+            probabilities=np.asarray(self.estimator.predict_proba(batch.rows)),
+        )
+
+    # -- error translation --------------------------------------------------------------------
+
+    def _invalid(self, exc: ValidationError) -> InvalidInputError:
+        errors = exc.errors(include_url=False)
+        problems = [self._problem(error) for error in errors[: self.max_problems]]
+        if len(problems) == 1:
+            message = problems[0].msg
+        else:
+            message = f"{len(errors)} problems in the request"
+            message += (
+                f"; the first {len(problems)} are listed" if len(errors) > len(problems) else ""
+            )
+            message += f": {problems[0].msg}; ..."
+        return InvalidInputError(message, problems=problems)
+
+    def _problem(self, error: ErrorDetails) -> Problem:  # noqa: PLR0911 - one case per kind
+        kind = error["type"]
+        raw_loc = error["loc"]
+        ctx = error.get("ctx") or {}
+        loc = _strip_row_tag(tuple(raw_loc))
+        count = len(self.feature_names)
+        if kind == "json_invalid":
+            return Problem(
+                loc,
+                f"request body is not valid JSON: {ctx.get('error', error['msg'])}",
+                "invalid-json",
+            )
+        if loc == ("instances",):
+            if kind == "too_short":
+                return Problem(loc, "instances is empty: send at least one row", "empty-batch")
+            if kind == "too_long":
+                return Problem(
+                    loc,
+                    f"batch has {ctx.get('actual_length')} rows; the limit is {self.max_rows} "
+                    "rows per request (MODELSERVE_MAX_ROWS)",
+                    "too-many-rows",
+                )
+        if len(loc) == 2 and loc[0] == "instances":
+            row = loc[1]
+            if kind in ("too_short", "too_long"):
+                return Problem(
+                    loc,
+                    f"row {row} has {ctx.get('actual_length')} values but model {self.name!r} "
+                    f"v{self.version} takes {count} features: {', '.join(self.feature_names)}",
+                    "feature-count",
+                )
+            if kind == ROW_ERROR:
+                return Problem(
+                    loc, f"row {row} {error['msg'].removeprefix('each row ')}", "invalid-row"
+                )
+        if len(loc) == 3 and loc[0] == "instances":
+            row, where = loc[1], loc[2]
+            feature = (
+                self.feature_names[where] if isinstance(where, int) and where < count else where
+            )
+            if kind == "missing":
+                return Problem(loc, f"row {row} is missing feature {feature!r}", "missing-feature")
+            if kind == "extra_forbidden":
+                return Problem(
+                    loc,
+                    f"row {row} has unknown feature {feature!r}; model {self.name!r} "
+                    f"v{self.version} takes: {', '.join(self.feature_names)}",
+                    "unknown-feature",
+                )
+            if kind == "finite_number":
+                return Problem(
+                    loc,
+                    f"row {row}, feature {feature!r}: NaN and Infinity are not allowed",
+                    "not-finite",
+                )
+            if kind in _NUMBER_ERRORS:
+                return Problem(
+                    loc,
+                    f"row {row}, feature {feature!r}: expected a number, "
+                    f"got {_describe(error.get('input'))}",
+                    "not-a-number",
+                )
+        where = ".".join(str(part) for part in loc) or "body"
+        return Problem(loc, f"{where}: {error['msg']}", kind.replace("_", "-"))
+
+
+def _strip_row_tag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union tag ("array"/"object") pydantic puts after the row index."""
+    if len(loc) >= 3 and loc[0] == "instances" and loc[2] in ("array", "object"):
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        text = value if len(value) <= 20 else value[:20] + "…"
+        return f"string {text!r}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, Sequence):
+        return "an array"
+    return type(value).__name__

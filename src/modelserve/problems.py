@@ -1,0 +1,212 @@
+"""The API layer's one table from core errors to HTTP, and RFC 9457 problem+json responses.
+
+Every 4xx and 5xx the app sends, FastAPI's and Starlette's own included, goes through
+:func:`problem_response`, so every error body is a valid ``application/problem+json`` document.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelserve.errors import (
+    ArtifactError,
+    InvalidInputError,
+    InvalidModelNameError,
+    ModelNotFoundError,
+    ModelServeError,
+    ModelUnavailableError,
+    PayloadTooLargeError,
+    Problem,
+    StoreError,
+    UnsupportedOutputError,
+    VersionNotFoundError,
+)
+from modelserve.schemas import ProblemDetails
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:modelserve:problem:"
+
+ERROR_TABLE: dict[type[ModelServeError], HTTPStatus] = {
+    InvalidInputError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    UnsupportedOutputError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ModelNotFoundError: HTTPStatus.NOT_FOUND,
+    VersionNotFoundError: HTTPStatus.NOT_FOUND,
+    InvalidModelNameError: HTTPStatus.NOT_FOUND,
+    ModelUnavailableError: HTTPStatus.SERVICE_UNAVAILABLE,
+    ArtifactError: HTTPStatus.SERVICE_UNAVAILABLE,
+    StoreError: HTTPStatus.INTERNAL_SERVER_ERROR,
+    ModelServeError: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+"""Core error class -> HTTP status; the most specific class in an error's MRO wins."""
+
+
+def status_for(exc: ModelServeError) -> HTTPStatus:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return HTTPStatus.INTERNAL_SERVER_ERROR  # pragma: no cover - ModelServeError is in the table
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    problems: Sequence[Problem] = (),
+    instance: str | None = None,
+) -> bytes:
+    """Serialize one problem document (always valid JSON)."""
+    phrase = HTTPStatus(status).phrase
+    document: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + (code or phrase.lower().replace(" ", "-")),
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+        "errors": [{"loc": list(p.loc), "msg": p.msg, "type": p.type} for p in problems],
+    }
+    if instance is not None:
+        document["instance"] = instance
+    return orjson.dumps(document)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    problems: Sequence[Problem] = (),
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        problem_body(status, detail, code=code, problems=problems, instance=instance),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _describe_error(request: Request, exc: Exception) -> Response:
+    """Turn any exception that reached the app's edge into a problem+json response."""
+    path = request.url.path
+    if isinstance(exc, ModelServeError):
+        status = status_for(exc)
+        if status >= 500:
+            logger.error("%s %s failed: %s", request.method, path, exc.message)
+        return problem_response(
+            status, exc.message, code=exc.code, problems=exc.problems, instance=path
+        )
+    if isinstance(exc, RequestValidationError):
+        problems = [
+            Problem(tuple(error["loc"]), str(error["msg"]), str(error["type"]).replace("_", "-"))
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems)
+        return problem_response(
+            422,
+            detail or "invalid request",
+            code="invalid-request",
+            problems=problems,
+            instance=path,
+        )
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 404:
+            detail = f"no route for {request.method} {path}"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            detail = f"method {request.method} is not allowed on {path}"
+            detail += f" (allowed: {allowed})" if allowed else ""
+        else:
+            detail = str(exc.detail)
+        return problem_response(
+            exc.status_code, detail, instance=path, headers=dict(exc.headers or {})
+        )
+    logger.error("unhandled error on %s %s", request.method, path, exc_info=exc)
+    return problem_response(
+        500,
+        "internal server error; the server logged the details",
+        code="internal-error",
+        instance=path,
+    )
+
+
+async def _error_handler(request: Request, exc: Exception) -> Response:
+    return _describe_error(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error the app can raise through the problem+json table."""
+    for cls in (ModelServeError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(cls, _error_handler)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: int | None) -> PayloadTooLargeError:
+        got = f" ({size} bytes)" if size is not None else ""
+        return PayloadTooLargeError(
+            f"request body is larger than the limit of {self.max_bytes} bytes{got} "
+            "(MODELSERVE_MAX_BODY_BYTES); send fewer rows per request",
+            limit=self.max_bytes,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    error = self._too_large(declared)
+                    response = problem_response(
+                        413, error.message, code=error.code, instance=scope["path"]
+                    )
+                    await response(scope, receive, send)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(None)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses, all problem+json."""
+    return {
+        status: {
+            "model": ProblemDetails,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,224 @@
+"""The native JSON API: thin routes over the registry and predictors.
+
+Each route takes HTTP in, calls the core, and turns the answer into HTTP. Errors are raised as
+core exceptions and mapped to problem+json by :mod:`modelserve.problems`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Path, Request
+from starlette.responses import Response
+
+from modelserve.errors import ModelUnavailableError
+from modelserve.predictor import Prediction, Predictor
+from modelserve.problems import error_responses
+from modelserve.registry import ModelRegistry
+from modelserve.schemas import (
+    FailedVersion,
+    Liveness,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+    VersionSummary,
+)
+from modelserve.settings import Settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelName = Annotated[str, Path(description="Model name, as in the store.")]
+Version = Annotated[int, Path(ge=1, description="Model version, as assigned by the store.")]
+
+JSON = "application/json"
+
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+    }
+}
+_PREDICT_ERRORS = error_responses(404, 413, 422, 503)
+
+router = APIRouter()
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type=JSON,
+    )
+
+
+async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
+    body = await request.body()
+    # Large batches are validated and predicted in a worker thread: the event loop stays free.
+    if len(body) > settings.offload_body_bytes:
+        prediction = await anyio.to_thread.run_sync(predictor.predict_json, body)
+    else:
+        prediction = predictor.predict_json(body)
+    return json_response(_prediction_body(predictor, prediction))
+
+
+def _prediction_body(predictor: Predictor, prediction: Prediction) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model_name": predictor.name,
+        "model_version": predictor.version,
+        "predictions": _plain(prediction.predictions),
+    }
+    if prediction.probabilities is not None:
+        body["classes"] = prediction.classes
+        body["probabilities"] = prediction.probabilities
+    return body
+
+
+def _plain(values: np.ndarray) -> Any:
+    # orjson serializes numeric arrays natively; labels of other dtypes go through tolist().
+    return values if values.dtype.kind in "fiub" else values.tolist()
+
+
+@router.post(
+    "/v1/models/{name}/predict",
+    response_model=PredictResponse,
+    responses=_PREDICT_ERRORS,
+    openapi_extra=_PREDICT_BODY,
+    summary="Predict with the newest loaded version of a model",
+    tags=["predict"],
+)
+async def predict(
+    name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    return await _predict(registry.get(name), request, settings)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}/predict",
+    response_model=PredictResponse,
+    responses=_PREDICT_ERRORS,
+    openapi_extra=_PREDICT_BODY,
+    summary="Predict with one version of a model",
+    tags=["predict"],
+)
+async def predict_version(
+    name: ModelName,
+    version: Version,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> Response:
+    return await _predict(registry.get(name, version), request, settings)
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=_PREDICT_ERRORS,
+    openapi_extra=_PREDICT_BODY,
+    summary="Predict with the default model",
+    tags=["predict"],
+)
+async def predict_default(
+    request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    return await _predict(registry.get(settings.default_model), request, settings)
+
+
+@router.get("/v1/models", response_model=ModelList, tags=["models"], summary="List models")
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(
+        models=[
+            ModelSummary(
+                name=name,
+                default_version=state.default_version,
+                versions=sorted(state.loaded),
+                failed=[FailedVersion(version=v, error=e) for v, e in sorted(state.failed.items())],
+            )
+            for name, state in sorted(registry.models.items())
+        ]
+    )
+
+
+def _detail(registry: ModelRegistry, name: str, version: int | None) -> ModelDetail:
+    predictor = registry.get(name, version)
+    state = registry.state(name)
+    default = state.default_version
+    if default is None:  # pragma: no cover - get() raised already
+        raise ModelUnavailableError(f"model {name!r} has no loaded version")
+    return ModelDetail(
+        name=name,
+        default_version=default,
+        versions=[
+            VersionSummary(
+                version=v,
+                created_at=p.manifest.created_at,
+                estimator=p.manifest.estimator.class_name,
+                task=p.manifest.task,
+                metrics=p.manifest.metrics,
+            )
+            for v, p in sorted(state.loaded.items())
+        ],
+        manifest=predictor.manifest,
+    )
+
+
+@router.get(
+    "/v1/models/{name}",
+    response_model=ModelDetail,
+    responses=error_responses(404, 503),
+    tags=["models"],
+    summary="A model's versions and the manifest of its newest loaded version",
+)
+async def model_detail(name: ModelName, registry: RegistryDep) -> ModelDetail:
+    return _detail(registry, name, None)
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}",
+    response_model=ModelDetail,
+    responses=error_responses(404, 422, 503),
+    tags=["models"],
+    summary="A model's versions and the manifest of one version",
+)
+async def model_version_detail(
+    name: ModelName, version: Version, registry: RegistryDep
+) -> ModelDetail:
+    return _detail(registry, name, version)
+
+
+@router.get("/health/live", response_model=Liveness, tags=["health"], summary="Liveness")
+async def live() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses=error_responses(503),
+    tags=["health"],
+    summary="Ready while at least one verified model version is loaded",
+)
+async def ready(registry: RegistryDep) -> Readiness:
+    if not registry.ready:
+        raise ModelUnavailableError("not ready: no verified model version is loaded")
+    return Readiness(models=registry.loaded_versions())
+
+
+__all__ = ["PredictRequest", "router"]

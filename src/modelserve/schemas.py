@@ -1,0 +1,167 @@
+"""Pydantic schemas: the documented contract of the native JSON API.
+
+:class:`PredictRequest` is the generic request shown in the OpenAPI document. Each loaded model
+validates its requests with a stricter model built from its own manifest by
+:func:`request_model_for`: the exact feature count and names, finite numbers only, and the row
+limit of the server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    create_model,
+)
+from typing_extensions import TypedDict
+
+from modelserve.manifest import FeatureSchema, Manifest
+
+FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A JSON number that is finite: no strings, booleans, NaN or Infinity."""
+
+ROW_ERROR = "row_type"
+ROW_MESSAGE = "each row must be an array of numbers or an object of feature: number"
+
+
+class PredictRequest(BaseModel):
+    """A batch of rows to predict (the generic shape; each model narrows it to its schema)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"instances": [[0.1, -1.2, 0.3, 0.0, 2.1, -0.5, 1.0, 0.7, -0.2, 0.4]]},
+                {"instances": [{"x0": 0.1, "x1": -1.2}], "return_probabilities": False},
+            ]
+        },
+    )
+
+    instances: list[list[FiniteNumber] | dict[str, FiniteNumber]] = Field(
+        min_length=1,
+        description=(
+            "Rows to predict: arrays of numbers in the model's feature order, or objects "
+            "mapping every feature name to a number."
+        ),
+    )
+    return_probabilities: bool = Field(
+        default=False, description="Also return class probabilities (classifiers only)."
+    )
+
+
+class PredictResponse(BaseModel):
+    """Predictions for every row, in request order, and which model version made them."""
+
+    model_name: str
+    model_version: int
+    predictions: list[float | int | str]
+    classes: list[float | int | str] | None = Field(
+        default=None, description="Class labels, in the column order of `probabilities`."
+    )
+    probabilities: list[list[float]] | None = None
+
+
+class VersionSummary(BaseModel):
+    version: int
+    created_at: datetime
+    estimator: str
+    task: str
+    metrics: dict[str, float]
+
+
+class FailedVersion(BaseModel):
+    """A version in the store that the server refused to serve, and why."""
+
+    version: int
+    error: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    default_version: int | None = Field(description="Newest loaded version; null if none loaded.")
+    versions: list[int] = Field(description="Loaded (verified) versions.")
+    failed: list[FailedVersion] = Field(description="Versions refused at load, with the reason.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(BaseModel):
+    """A model, its loaded versions, and the full manifest of the requested (or newest) one."""
+
+    name: str
+    default_version: int
+    versions: list[VersionSummary]
+    manifest: Manifest
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    models: dict[str, list[int]]
+
+
+class ProblemItem(BaseModel):
+    """One field-level problem."""
+
+    loc: list[str | int] = Field(description="Path to the offending value in the request.")
+    msg: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem document (media type ``application/problem+json``)."""
+
+    type: str = Field(examples=["urn:modelserve:problem:feature-count"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemItem] = Field(default_factory=list)
+
+
+def _row_kind(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return None
+
+
+def request_model_for(manifest: Manifest, max_rows: int) -> type[BaseModel]:
+    """Build the request model that validates a batch against ``manifest``'s feature schema."""
+    schema: FeatureSchema = manifest.input_schema
+    count = schema.count
+    array_row = Annotated[list[FiniteNumber], Field(min_length=count, max_length=count)]
+    # Functional TypedDict: feature names may be any string, keywords included (runtime keys).
+    object_row: Any = TypedDict(  # type: ignore[misc]
+        f"Row_{manifest.name}_v{manifest.version}",
+        dict.fromkeys(schema.names, FiniteNumber),
+    )
+    object_row.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    row = Annotated[
+        Annotated[array_row, Tag("array")] | Annotated[object_row, Tag("object")],
+        Discriminator(
+            _row_kind,
+            custom_error_type=ROW_ERROR,
+            custom_error_message=ROW_MESSAGE,
+        ),
+    ]
+    model: type[BaseModel] = create_model(
+        f"PredictRequest_{manifest.name}_v{manifest.version}",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(list[row], Field(min_length=1, max_length=max_rows)),
+        return_probabilities=(bool, False),
+    )
+    return model

@@ -1,0 +1,78 @@
+"""The one settings class. Built once at the entry point and passed down.
+
+Every field can be set by an environment variable with the ``MODELSERVE_`` prefix
+(``MODELSERVE_STORE``, ``MODELSERVE_PORT``, ...) or by the CLI flag of the same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+"""Types that skops' own defaults do not trust but the estimators modelserve trains need.
+
+skops already trusts builtins, NumPy arrays and scikit-learn estimators; tree ensembles also
+need the Cython ``Tree`` class. The list comes from the server's configuration, never from an
+artifact.
+"""
+
+
+class Settings(BaseSettings):
+    """Configuration for the model store, the HTTP server and the safety limits."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="forbid")
+
+    store: Path = Field(
+        default=Path("models"),
+        description="Directory of the model store (<store>/<name>/<version>/).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port of the HTTP server.")
+    default_model: str = Field(
+        default="default", min_length=1, description="Model served by POST /predict."
+    )
+    max_rows: int = Field(default=10_000, ge=1, description="Most rows accepted in one request.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes (413)."
+    )
+    max_error_details: int = Field(
+        default=20, ge=1, description="Most field-level problems listed in one error response."
+    )
+    offload_body_bytes: int = Field(
+        default=32 * 1024,
+        ge=0,
+        description=(
+            "Request bodies larger than this are validated and predicted in a worker thread, "
+            "so a large batch never stalls the event loop; smaller ones run inline."
+        ),
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description=(
+            "Load pickle artifacts (after their sha256 matched the manifest). Pickle runs code "
+            "on load, so it is off by default; skops artifacts need no such trust."
+        ),
+    )
+    allow_version_mismatch: bool = Field(
+        default=False,
+        description="Load artifacts trained with another scikit-learn version (unsupported).",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
+        description="Extra fully qualified type names skops may load, beyond its own defaults.",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level of modelserve and uvicorn."
+    )
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _qualified_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if "." not in name or any(not part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"{name!r} is not a fully qualified type name (module.Class)")
+        return value

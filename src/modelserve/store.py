@@ -1,0 +1,352 @@
+"""The model store on local disk: ``<store>/<name>/<version>/{model file, manifest.json}``.
+
+Publishing is atomic: a version is written into a temporary directory inside the model's own
+directory (so on the same filesystem), fsynced, and renamed into place; a crash half-way leaves
+only a ``.tmp-*`` directory that listing ignores. Versions are integers assigned by the store and
+never overwritten.
+
+Loading verifies before it deserializes: the manifest must be valid, the model file's sha256 must
+match it, the scikit-learn version must match the running one (unless allowed), skops loads only
+types on the server's own allowlist, and pickle loads only when allowed *and* after its hash
+matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sklearn
+import skops.io as sio
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelserve.errors import (
+    DeserializationError,
+    IncompatibleArtifactError,
+    IntegrityError,
+    InvalidModelNameError,
+    ManifestError,
+    ModelNotFoundError,
+    PickleNotAllowedError,
+    PublishError,
+    UntrustedTypeError,
+    VersionNotFoundError,
+)
+from modelserve.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILES,
+    ArtifactFormat,
+    EstimatorInfo,
+    FeatureSchema,
+    Manifest,
+    OutputSpec,
+    RuntimeVersions,
+    Task,
+    TrainingData,
+)
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TMP_PREFIX = ".tmp-"
+_PUBLISH_ATTEMPTS = 100
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is safe as a directory name, else raise InvalidModelNameError."""
+    if not _NAME.fullmatch(name):
+        raise InvalidModelNameError(
+            f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class ManifestDraft(BaseModel):
+    """The parts of a manifest that training knows; the store fills in the rest on publish."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runtime: RuntimeVersions
+    estimator: EstimatorInfo
+    task: Task
+    input_schema: FeatureSchema
+    output: OutputSpec
+    metrics: dict[str, float]
+    training_data: TrainingData
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPolicy:
+    """What the server trusts when it loads an artifact. Comes from Settings, never an artifact."""
+
+    trusted_types: tuple[str, ...] = ()
+    allow_pickle: bool = False
+    allow_version_mismatch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedArtifact:
+    """A verified manifest and the estimator deserialized from the file it describes."""
+
+    manifest: Manifest
+    estimator: Any = field(repr=False)
+
+
+def serialize(estimator: Any, fmt: ArtifactFormat) -> bytes:
+    """Serialize a fitted estimator in the given artifact format."""
+    if fmt == "skops":
+        data: bytes = sio.dumps(estimator)
+        return data
+    return pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ModelStore:
+    """A directory of models, each a directory of integer versions."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def list_models(self) -> list[str]:
+        """Names of the models that have at least one published version, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if entry.is_dir() and _NAME.fullmatch(entry.name) and self._versions_in(entry)
+        )
+
+    def list_versions(self, name: str) -> list[int]:
+        """Published versions of ``name``, oldest first; ModelNotFoundError if there are none."""
+        versions = self._versions_in(self.root / validate_model_name(name))
+        if not versions:
+            raise ModelNotFoundError(f"model {name!r} is not in the store at {self.root}")
+        return versions
+
+    def latest_version(self, name: str) -> int:
+        return self.list_versions(name)[-1]
+
+    def is_empty(self) -> bool:
+        return not self.list_models()
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.root / validate_model_name(name) / str(version)
+
+    @staticmethod
+    def _versions_in(model_dir: Path) -> list[int]:
+        if not model_dir.is_dir():
+            return []
+        return sorted(
+            int(entry.name)
+            for entry in model_dir.iterdir()
+            if entry.is_dir() and entry.name.isdigit() and int(entry.name) >= 1
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_manifest(self, name: str, version: int | None = None) -> Manifest:
+        """Read and validate one version's manifest (the newest when ``version`` is None)."""
+        if version is None:
+            version = self.latest_version(name)
+        directory = self.version_dir(name, version)
+        if not directory.is_dir():
+            self.list_versions(name)  # raises ModelNotFoundError for an unknown model
+            raise VersionNotFoundError(f"model {name!r} has no version {version}")
+        path = directory / MANIFEST_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ManifestError(f"{name} v{version}: {MANIFEST_FILE} is missing") from exc
+        except OSError as exc:
+            raise ManifestError(f"{name} v{version}: cannot read {MANIFEST_FILE}: {exc}") from exc
+        try:
+            manifest = Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "document"
+            raise ManifestError(
+                f"{name} v{version}: {MANIFEST_FILE} is invalid ({where}: {first['msg']})"
+            ) from exc
+        if manifest.name != name or manifest.version != version:
+            raise ManifestError(
+                f"{name} v{version}: manifest describes {manifest.name!r} v{manifest.version}, "
+                "not the directory it is in"
+            )
+        if manifest.model_file != MODEL_FILES[manifest.format]:
+            raise ManifestError(
+                f"{name} v{version}: model_file must be {MODEL_FILES[manifest.format]!r} "
+                f"for format {manifest.format!r}, not {manifest.model_file!r}"
+            )
+        return manifest
+
+    def load(self, name: str, version: int | None, policy: LoadPolicy) -> LoadedArtifact:
+        """Verify one version against its manifest and deserialize it under ``policy``.
+
+        Raises an :class:`~modelserve.errors.ArtifactError` subclass for anything that must not
+        be served; the model file is never deserialized before its sha256 matched.
+        """
+        manifest = self.read_manifest(name, version)
+        label = f"{manifest.name} v{manifest.version}"
+        if manifest.format == "pickle" and not policy.allow_pickle:
+            raise PickleNotAllowedError(
+                f"{label} is a pickle artifact and pickle loading is off: pickle runs code on "
+                "load. Re-train with the default skops format, or set MODELSERVE_ALLOW_PICKLE=true "
+                "if you trust this store"
+            )
+        path = self.version_dir(manifest.name, manifest.version) / manifest.model_file
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"{label}: model file {manifest.model_file} is missing") from exc
+        except OSError as exc:
+            raise IntegrityError(f"{label}: cannot read {manifest.model_file}: {exc}") from exc
+        digest = sha256_hex(payload)
+        if len(payload) != manifest.size_bytes or digest != manifest.sha256:
+            raise IntegrityError(
+                f"{label}: {manifest.model_file} does not match its manifest "
+                f"(sha256 {digest[:12]}…, {len(payload)} bytes; expected "
+                f"{manifest.sha256[:12]}…, {manifest.size_bytes} bytes): "
+                "the file is truncated or was modified; refusing to load it"
+            )
+        if manifest.runtime.sklearn != sklearn.__version__:
+            message = (
+                f"{label} was trained with scikit-learn {manifest.runtime.sklearn} but this "
+                f"server runs {sklearn.__version__}; loading across versions is unsupported"
+            )
+            if not policy.allow_version_mismatch:
+                raise IncompatibleArtifactError(
+                    message + " (set MODELSERVE_ALLOW_VERSION_MISMATCH=true to load it anyway)"
+                )
+            logger.warning("%s; loading anyway because allow_version_mismatch is set", message)
+        estimator = (
+            self._load_skops(label, payload, policy)
+            if manifest.format == "skops"
+            else self._load_pickle(label, payload)
+        )
+        _check_estimator(label, estimator, manifest)
+        return LoadedArtifact(manifest=manifest, estimator=estimator)
+
+    @staticmethod
+    def _load_skops(label: str, payload: bytes, policy: LoadPolicy) -> Any:
+        try:
+            untrusted = sio.get_untrusted_types(data=payload)
+        except Exception as exc:  # skops raises zipfile/JSON/key errors on malformed files
+            raise DeserializationError(f"{label}: not a readable skops file: {exc}") from exc
+        refused = sorted(set(untrusted) - set(policy.trusted_types))
+        if refused:
+            raise UntrustedTypeError(
+                f"{label} contains types outside the server's allowlist: {', '.join(refused)} "
+                "(add them to MODELSERVE_TRUSTED_TYPES only if you trust them)",
+                types=refused,
+            )
+        try:
+            return sio.loads(payload, trusted=list(policy.trusted_types))
+        except Exception as exc:
+            raise DeserializationError(f"{label}: skops could not load the model: {exc}") from exc
+
+    @staticmethod
+    def _load_pickle(label: str, payload: bytes) -> Any:
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:
+            raise DeserializationError(f"{label}: pickle could not load the model: {exc}") from exc
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(
+        self, name: str, payload: bytes, fmt: ArtifactFormat, draft: ManifestDraft
+    ) -> Manifest:
+        """Publish ``payload`` as the next version of ``name`` and return its manifest.
+
+        Safe against concurrent publishers: a version directory that appeared meanwhile is never
+        replaced; the next free number is taken instead.
+        """
+        validate_model_name(name)
+        model_dir = self.root / name
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(f"cannot create {model_dir}: {exc}") from exc
+        tmp = model_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir()
+            model_file = MODEL_FILES[fmt]
+            _write_synced(tmp / model_file, payload)
+            version = (self._versions_in(model_dir) or [0])[-1] + 1
+            for _ in range(_PUBLISH_ATTEMPTS):
+                manifest = Manifest(
+                    name=name,
+                    version=version,
+                    created_at=datetime.now(UTC),
+                    format=fmt,
+                    model_file=model_file,
+                    sha256=sha256_hex(payload),
+                    size_bytes=len(payload),
+                    **dict(draft),
+                )
+                _write_synced(tmp / MANIFEST_FILE, _manifest_json(manifest))
+                _fsync_dir(tmp)
+                try:
+                    # rename(2) refuses a non-empty target, so a version is never overwritten.
+                    tmp.rename(model_dir / str(version))
+                except OSError:
+                    if not (model_dir / str(version)).exists():
+                        raise
+                    version = self._versions_in(model_dir)[-1] + 1
+                    continue
+                _fsync_dir(model_dir)
+                logger.info("published %s v%d in %s", name, version, model_dir / str(version))
+                return manifest
+            raise PublishError(f"could not find a free version number for {name!r}")
+        except OSError as exc:
+            raise PublishError(f"publishing {name!r} into {model_dir} failed: {exc}") from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_estimator(label: str, estimator: Any, manifest: Manifest) -> None:
+    if not callable(getattr(estimator, "predict", None)):
+        raise DeserializationError(f"{label}: the loaded object has no predict method")
+    n_features = getattr(estimator, "n_features_in_", manifest.input_schema.count)
+    if n_features != manifest.input_schema.count:
+        raise ManifestError(
+            f"{label}: the estimator takes {n_features} features but the manifest declares "
+            f"{manifest.input_schema.count}"
+        )
+
+
+def _manifest_json(manifest: Manifest) -> bytes:
+    return json.dumps(manifest.model_dump(mode="json"), indent=2).encode() + b"\n"
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
