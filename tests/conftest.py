@@ -1,0 +1,55 @@
+"""Fixtures chain: settings(tmp_path) -> a store with tiny fitted artifacts -> app -> client."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from modelserve.main import create_app
+from modelserve.settings import Settings
+from modelserve.store import ModelStore
+from modelserve.train_model import TrainConfig, train
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store trained once: `default` v1 (linear, 10 features), `clf` v1 (4 features)."""
+    root = tmp_path_factory.mktemp("template") / "models"
+    store = ModelStore(root)
+    train(TrainConfig(name="default", samples=200), store)
+    train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
+    return root
+
+
+@pytest.fixture
+def store_path(template_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the template store that a test may change."""
+    path = tmp_path / "models"
+    shutil.copytree(template_store, path)
+    return path
+
+
+@pytest.fixture
+def store(store_path: Path) -> ModelStore:
+    return ModelStore(store_path)
+
+
+@pytest.fixture
+def settings(store_path: Path) -> Settings:
+    return Settings(store=store_path, max_rows=50, max_body_bytes=20_000)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client

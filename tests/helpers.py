@@ -1,0 +1,80 @@
+"""Assertions shared by the test modules."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0]
+"""One valid row for the `default` model (10 features)."""
+
+
+def assert_problem(
+    response: httpx.Response, status: int, type_suffix: str, *, detail_contains: str = ""
+) -> dict[str, Any]:
+    """Assert an RFC 9457 problem+json response and return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"] == f"urn:modelserve:problem:{type_suffix}", body
+    assert body["title"]
+    assert detail_contains in body["detail"], body["detail"]
+    assert isinstance(body["errors"], list)
+    return body
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_server(
+    command: list[str],
+    *,
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    wait_for: str = "/health/live",
+    timeout: float = 60.0,
+) -> Iterator[str]:
+    """Start a real server process on loopback, wait until ``wait_for`` answers 200, stop it."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"server exited with {process.returncode}:\n{log.read_text()}"
+                    )
+                try:
+                    if httpx.get(base + wait_for, timeout=1.0).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not up after {timeout}s:\n{log.read_text()}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
