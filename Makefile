@@ -22,9 +22,10 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 install: $(STAMP_RUN)
 install-dev: $(STAMP_DEV)
 
-## run: serve every model in the store on http://127.0.0.1:8000, training `default` first if the store is empty
+## run: serve every model in the store on http://127.0.0.1:8000 (ARGS="--port 9000" for flags),
+##      training `default` first if the store is empty
 run: $(STAMP_RUN)
-	$(BIN)/modelserve serve
+	$(BIN)/modelserve serve $(ARGS)
 
 ## test: ruff, mypy (strict) and the whole pytest suite
 test: lint typecheck unit
