@@ -307,10 +307,17 @@ def test_openapi_documents_requests_responses_and_errors(client: TestClient) -> 
         "$ref": "#/components/schemas/PredictRequest"
     }
     assert set(predict["responses"]) == {"200", "404", "413", "422", "503"}
-    assert "application/problem+json" in predict["responses"]["422"]["content"]
+    for status in ("404", "413", "422", "503"):
+        assert predict["responses"][status]["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+        }
     schemas = document["components"]["schemas"]
     assert {"PredictRequest", "PredictResponse", "ProblemDetails", "ModelDetail"} <= set(schemas)
     assert "instances" in schemas["PredictRequest"]["properties"]
+    assert schemas["ProblemDetails"]["properties"]["errors"]["items"] == {
+        "$ref": "#/components/schemas/ProblemItem"
+    }
+    assert "ProblemItem" in schemas
     expected = {
         "/predict",
         "/v1/models/{name}/predict",

@@ -19,7 +19,7 @@ from modelserve import __version__
 from modelserve.problems import BodyLimitMiddleware, install_error_handlers
 from modelserve.registry import ModelRegistry
 from modelserve.routes import router
-from modelserve.schemas import PredictRequest
+from modelserve.schemas import PredictRequest, ProblemDetails
 from modelserve.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,15 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    _document_predict_request(app)
+    _complete_openapi(app)
     return app
 
 
-def _document_predict_request(app: FastAPI) -> None:
-    """Add PredictRequest to the OpenAPI components: predict routes read the raw body.
+def _complete_openapi(app: FastAPI) -> None:
+    """Add the schemas that routes reference but FastAPI cannot see to the OpenAPI components.
 
-    Each model validates its body against a schema built from its own manifest, so the routes
-    take the bytes; the generic request model is what the document shows.
+    Predict routes read the raw body (each model validates it against a schema built from its
+    own manifest), so the generic PredictRequest is added here; so is ProblemDetails, which
+    error responses reference under ``application/problem+json``.
     """
 
     def openapi() -> dict[str, Any]:
@@ -71,9 +72,11 @@ def _document_predict_request(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = (
-                PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (PredictRequest, ProblemDetails):
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

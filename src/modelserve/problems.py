@@ -202,11 +202,11 @@ class BodyLimitMiddleware:
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses, all problem+json."""
+    schema = {"$ref": f"#/components/schemas/{ProblemDetails.__name__}"}
     return {
         status: {
-            "model": ProblemDetails,
             "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_JSON: {}},
+            "content": {PROBLEM_JSON: {"schema": schema}},
         }
         for status in statuses
     }
