@@ -116,10 +116,15 @@ def test_malicious_pickle_in_the_store_never_runs_at_server_startup(tmp_path: Pa
         "--allow-pickle",
     ]
     log = tmp_path / "server.log"
-    with running_server(command, port=port, log=log, wait_for="/health/ready") as base:
+    with running_server(command, port=port, log=log, wait_for="/v1/models") as base:
         refused = httpx.post(f"{base}/v1/models/evil/predict", json={"instances": [[1, 2, 3]]})
         served = httpx.post(f"{base}/predict", json={"instances": [ROW]})
+        ready = httpx.get(f"{base}/health/ready")
     assert_problem(refused, 503, "model-unavailable", detail_contains="does not match its manifest")
     assert served.status_code == 200
+    # Honest readiness: a model in the store with no verified version means not ready.
+    assert_problem(
+        ready, 503, "model-unavailable", detail_contains="no verified version loaded for: evil"
+    )
     assert "refused to load evil v1" in log.read_text()
     assert not marker.exists()

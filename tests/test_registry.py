@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
 from modelserve.errors import ModelNotFoundError, ModelUnavailableError, VersionNotFoundError
@@ -35,7 +38,7 @@ def test_a_refused_version_is_recorded_and_the_rest_still_serve(
     registry.load_all()
     state = registry.state("default")
     assert sorted(state.loaded) == [1]
-    assert "does not match its manifest" in state.failed[2]
+    assert "does not match its manifest" in state.failed[2].reason
     assert registry.get("default").version == 1
     with pytest.raises(ModelUnavailableError, match="version 2 is not served: default v2"):
         registry.get("default", 2)
@@ -47,7 +50,9 @@ def test_a_model_with_no_good_version_is_unavailable(store: ModelStore, settings
     registry.load_all()
     with pytest.raises(ModelUnavailableError, match="has no version that passed verification"):
         registry.get("clf")
-    assert registry.ready  # `default` still serves
+    assert registry.get("default").version == 1  # the other model still serves
+    assert not registry.ready  # ... but a model to serve has no verified version
+    assert registry.not_ready_reason() == "no verified version loaded for: clf"
 
 
 def test_unknown_model_and_version(settings: Settings) -> None:
@@ -66,3 +71,112 @@ def test_empty_store_is_not_ready(tmp_path) -> None:  # type: ignore[no-untyped-
     registry.load_all()
     assert not registry.ready
     assert registry.loaded_versions() == {}
+
+
+def test_sync_picks_up_new_versions_and_keeps_loaded_ones(
+    store: ModelStore, settings: Settings
+) -> None:
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    first = registry.get("default")
+    train(TrainConfig(name="default", samples=50, seed=5), store)
+    train(TrainConfig(name="fresh", samples=50, features=2), store)
+    registry.sync()
+    assert registry.get("default").version == 2
+    assert registry.get("default", 1) is first  # not reloaded
+    assert registry.get("fresh").version == 1
+
+
+def test_sync_drops_versions_removed_from_the_store(store: ModelStore, settings: Settings) -> None:
+    train(TrainConfig(name="default", samples=50, seed=5), store)
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    shutil.rmtree(store.version_dir("default", 2))  # roll back by removing the newest
+    registry.sync()
+    assert registry.get("default").version == 1
+    shutil.rmtree(store.root / "clf")
+    registry.sync()
+    assert "clf" not in registry.models
+    assert registry.ready
+
+
+def test_a_corrupt_new_version_never_replaces_the_good_one(
+    store: ModelStore, settings: Settings
+) -> None:
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    train(TrainConfig(name="default", samples=50, seed=5), store)
+    _corrupt(store, "default", 2)
+    registry.sync()
+    assert registry.get("default").version == 1
+    assert [(e.version, e.state) for e in registry.index() if e.name == "default"] == [
+        (1, "READY"),
+        (2, "UNAVAILABLE"),
+    ]
+    assert registry.ready
+
+
+def test_a_refused_version_is_retried_only_when_its_files_change(
+    store: ModelStore, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    version_dir = store.root / "default" / "2"
+    version_dir.mkdir()  # a hand-made version, copied in file by file: first the model file
+    shutil.copy(store.version_dir("default", 1) / "model.skops", version_dir / "model.skops")
+    registry.sync()
+    assert "manifest.json is missing" in registry.state("default").failed[2].reason
+    caplog.clear()
+    registry.sync()
+    assert "refused to load" not in caplog.text  # unchanged files: not tried again
+    shutil.copy(store.version_dir("default", 1) / "manifest.json", version_dir / "manifest.json")
+    registry.sync()
+    # The copied manifest says version 1, so v2 is still refused, but it was retried.
+    assert "describes 'default' v1" in registry.state("default").failed[2].reason
+    assert registry.get("default").version == 1
+
+
+def test_unload_and_load(store: ModelStore, settings: Settings) -> None:
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    registry.unload_model("clf")
+    with pytest.raises(ModelNotFoundError, match="model 'clf' is unloaded"):
+        registry.get("clf")
+    registry.sync()  # the watcher does not bring an unloaded model back
+    assert registry.models["clf"].unloaded
+    assert registry.ready  # unloaded on purpose: not expected to serve
+    assert [(e.name, e.state, e.reason) for e in registry.index()][0] == (
+        "clf",
+        "UNAVAILABLE",
+        "unloaded",
+    )
+    state = registry.load_model("clf")
+    assert sorted(state.loaded) == [1]
+    assert registry.get("clf").version == 1
+
+
+def test_load_errors(store: ModelStore, settings: Settings) -> None:
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    with pytest.raises(ModelNotFoundError, match="model 'nope' is not in the store"):
+        registry.load_model("nope")
+    with pytest.raises(ModelNotFoundError, match="model 'nope' is not served"):
+        registry.unload_model("nope")
+    _corrupt(store, "clf", 1)
+    registry.unload_model("clf")
+    with pytest.raises(ModelUnavailableError, match="model 'clf' could not be loaded: clf v1"):
+        registry.load_model("clf")
+
+
+def test_a_model_that_fails_its_smoke_test_is_refused(
+    store: ModelStore, settings: Settings
+) -> None:
+    registry = ModelRegistry(settings)
+    path = store.version_dir("default", 1) / "manifest.json"
+    document = json.loads(path.read_text())
+    document["output"]["dtype"] = "float64"
+    document["task"] = "classification"  # a regressor posing as a classifier
+    document["output"]["classes"] = [0, 1]
+    path.write_text(json.dumps(document))
+    registry.load_all()
+    assert "trial prediction failed" in registry.state("default").failed[1].reason

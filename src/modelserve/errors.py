@@ -14,7 +14,8 @@
     │   ├── IncompatibleArtifactError  trained with another scikit-learn version
     │   ├── UntrustedTypeError         skops file holds a type outside the allowlist
     │   ├── PickleNotAllowedError      pickle artifact while pickle loading is off
-    │   └── DeserializationError       the verified file still failed to load
+    │   ├── DeserializationError       the verified file still failed to load
+    │   └── SmokeTestError             the loaded model failed its trial prediction
     ├── ModelUnavailableError        a model exists but none of its versions loaded
     ├── InvalidInputError            a request the model cannot accept (field-level problems)
     ├── PayloadTooLargeError         a request body over the byte limit
@@ -110,6 +111,10 @@ class DeserializationError(ArtifactError):
     code = "deserialization-failed"
 
 
+class SmokeTestError(ArtifactError):
+    code = "smoke-test-failed"
+
+
 class ModelUnavailableError(ModelServeError):
     code = "model-unavailable"
 
@@ -170,6 +175,7 @@ __all__ = [
     "PickleNotAllowedError",
     "Problem",
     "PublishError",
+    "SmokeTestError",
     "StoreError",
     "TrainingError",
     "UnknownEstimatorError",

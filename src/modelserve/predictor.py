@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from modelserve.errors import InvalidInputError, Problem, UnsupportedOutputError
+from modelserve.errors import InvalidInputError, Problem, SmokeTestError, UnsupportedOutputError
 from modelserve.manifest import Manifest
 from modelserve.schemas import ROW_ERROR, request_model_for
 from modelserve.store import LoadedArtifact
@@ -76,7 +76,7 @@ class Predictor:
     def validate(self, instances: Any, *, return_probabilities: bool = False) -> Batch:
         """Validate Python rows: a 2-D array, a list of lists or a list of feature mappings."""
         if isinstance(instances, np.ndarray):
-            instances = instances.tolist()
+            return self.validate_array(instances, return_probabilities=return_probabilities)
         try:
             request = self._request_model.model_validate(
                 {"instances": instances, "return_probabilities": return_probabilities}
@@ -84,6 +84,50 @@ class Predictor:
         except ValidationError as exc:
             raise self._invalid(exc) from exc
         return self._to_batch(request)
+
+    def validate_array(self, rows: np.ndarray, *, return_probabilities: bool = False) -> Batch:
+        """Validate a numeric array of shape (rows, features), as tensors arrive from /v2."""
+        count = len(self.feature_names)
+        if rows.ndim != 2:
+            raise InvalidInputError(
+                f"expected a 2-D batch (rows, {count}), got shape {list(rows.shape)}",
+                problems=[Problem(("instances",), "not a 2-D batch", "invalid-shape")],
+            )
+        problem: Problem | None = None
+        if rows.shape[0] == 0:
+            problem = Problem(
+                ("instances",), "instances is empty: send at least one row", "empty-batch"
+            )
+        elif rows.shape[0] > self.max_rows:
+            problem = Problem(
+                ("instances",),
+                f"batch has {rows.shape[0]} rows; the limit is {self.max_rows} rows per request "
+                "(MODELSERVE_MAX_ROWS)",
+                "too-many-rows",
+            )
+        elif rows.shape[1] != count:
+            problem = Problem(
+                ("instances", 0),
+                f"rows have {rows.shape[1]} values but model {self.name!r} v{self.version} "
+                f"takes {count} features: {', '.join(self.feature_names)}",
+                "feature-count",
+            )
+        if problem is not None:
+            raise InvalidInputError(problem.msg, problems=[problem])
+        matrix = np.asarray(rows, dtype=np.float64)
+        finite = np.isfinite(matrix)
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            problems = [
+                Problem(
+                    ("instances", int(r), int(c)),
+                    f"row {r}, feature {self.feature_names[c]!r}: NaN and Infinity are not allowed",
+                    "not-finite",
+                )
+                for r, c in bad[: self.max_problems]
+            ]
+            raise self._summarize(problems, len(bad))
+        return Batch(rows=matrix, return_probabilities=return_probabilities)
 
     def _to_batch(self, request: BaseModel) -> Batch:
         instances: list[list[float] | dict[str, float]] = request.instances  # type: ignore[attr-defined]
@@ -128,16 +172,40 @@ class Predictor:
 
     def _invalid(self, exc: ValidationError) -> InvalidInputError:
         errors = exc.errors(include_url=False)
-        problems = [self._problem(error) for error in errors[: self.max_problems]]
-        if len(problems) == 1:
-            message = problems[0].msg
-        else:
-            message = f"{len(errors)} problems in the request"
-            message += (
-                f"; the first {len(problems)} are listed" if len(errors) > len(problems) else ""
+        return self._summarize([self._problem(e) for e in errors[: self.max_problems]], len(errors))
+
+    @staticmethod
+    def _summarize(problems: list[Problem], total: int) -> InvalidInputError:
+        if total == 1:
+            return InvalidInputError(problems[0].msg, problems=problems)
+        message = f"{total} problems in the request"
+        message += f"; the first {len(problems)} are listed" if total > len(problems) else ""
+        return InvalidInputError(f"{message}: {problems[0].msg}; ...", problems=problems)
+
+    # -- load-time check ----------------------------------------------------------------------
+
+    def smoke_test(self) -> None:
+        """Predict one row of training means; raise SmokeTestError if the answer is unusable."""
+        row = np.array([[f.mean for f in self.manifest.input_schema.features]])
+        label = f"{self.name} v{self.version}"
+        try:
+            result = self.predict_batch(Batch(rows=row, return_probabilities=self.is_classifier))
+        except Exception as exc:
+            raise SmokeTestError(f"{label}: trial prediction failed: {exc}") from exc
+        if result.predictions.shape != (1,):
+            raise SmokeTestError(
+                f"{label}: trial prediction has shape {list(result.predictions.shape)}, not [1]"
             )
-            message += f": {problems[0].msg}; ..."
-        return InvalidInputError(message, problems=problems)
+        if self.is_classifier:
+            classes = self.manifest.output.classes or []
+            if result.predictions[0] not in classes or result.probabilities is None:
+                raise SmokeTestError(f"{label}: trial prediction is not one of {classes}")
+            if result.probabilities.shape != (1, len(classes)):
+                raise SmokeTestError(
+                    f"{label}: probabilities do not match the {len(classes)} classes"
+                )
+        elif not np.isfinite(result.predictions.astype(np.float64)).all():
+            raise SmokeTestError(f"{label}: trial prediction is not a finite number")
 
     def _problem(self, error: ErrorDetails) -> Problem:  # noqa: PLR0911 - one case per kind
         kind = error["type"]

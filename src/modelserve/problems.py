@@ -104,7 +104,9 @@ def _describe_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, ModelServeError):
         status = status_for(exc)
-        if status >= 500:
+        if (
+            status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE
+        ):  # 503s are states, logged at load
             logger.error("%s %s failed: %s", request.method, path, exc.message)
         return problem_response(
             status, exc.message, code=exc.code, problems=exc.problems, instance=path

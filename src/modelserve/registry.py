@@ -1,13 +1,23 @@
-"""The set of model versions a server has loaded, and the versions it refused.
+"""The set of model versions a server serves, kept in step with the store while traffic flows.
 
-Transport-agnostic: the HTTP layer (and any other front end) asks the registry for a
+Transport-agnostic: the HTTP layers (native and /v2) and the CLI ask the registry for a
 :class:`~modelserve.predictor.Predictor` by name and optional version.
+
+Live updates are copy-on-write: a new version is read, verified, deserialized and smoke-tested
+off the request path, then the model's state is replaced by one assignment. A request that already
+holds a Predictor finishes on it; the next request sees the new state. A version that fails any
+step is recorded with its reason and never served, and the versions already loaded keep serving.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
 
 from modelserve.errors import (
     ArtifactError,
@@ -22,18 +32,39 @@ from modelserve.store import LoadPolicy, ModelStore
 
 logger = logging.getLogger(__name__)
 
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A version the registry refused, why, and what its files looked like then."""
+
+    reason: str
+    fingerprint: Fingerprint
+
 
 @dataclass(frozen=True, slots=True)
 class ModelState:
-    """What the registry holds for one model name."""
+    """An immutable snapshot of one model: replaced as a whole, never changed in place."""
 
     name: str
-    loaded: dict[int, Predictor] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
+    loaded: Mapping[int, Predictor] = field(default_factory=lambda: MappingProxyType({}))
+    failed: Mapping[int, Failure] = field(default_factory=lambda: MappingProxyType({}))
+    unloaded: bool = False
 
     @property
     def default_version(self) -> int | None:
         return max(self.loaded) if self.loaded else None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One line of the repository index."""
+
+    name: str
+    version: int | None
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str
 
 
 def load_policy(settings: Settings) -> LoadPolicy:
@@ -45,55 +76,158 @@ def load_policy(settings: Settings) -> LoadPolicy:
     )
 
 
+def _fingerprint(directory: Path) -> Fingerprint:
+    """Names, sizes and mtimes of a version's files: a changed fingerprint earns a retry."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return ()
+    prints = []
+    for entry in entries:
+        try:
+            stat = entry.stat()
+        except OSError:
+            continue
+        prints.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(prints)
+
+
 class ModelRegistry:
-    """Loads every version in a store; resolves (name, version) to a verified Predictor."""
+    """Resolves (name, version) to a verified Predictor and follows the store's changes."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = ModelStore(settings.store)
         self.policy = load_policy(settings)
         self.max_rows = settings.max_rows
         self.max_problems = settings.max_error_details
-        self._models: dict[str, ModelState] = {}
+        self._models: Mapping[str, ModelState] = MappingProxyType({})
+        self._lock = threading.Lock()  # one writer at a time; readers never wait
+
+    # -- loading ------------------------------------------------------------------------------
 
     def load_predictor(self, name: str, version: int | None = None) -> Predictor:
-        """Verify and load one version from the store (the newest when ``version`` is None)."""
+        """Verify, load and smoke-test one version (the newest when ``version`` is None)."""
         artifact = self.store.load(name, version, self.policy)
-        return Predictor(artifact, max_rows=self.max_rows, max_problems=self.max_problems)
+        predictor = Predictor(artifact, max_rows=self.max_rows, max_problems=self.max_problems)
+        predictor.smoke_test()
+        return predictor
 
     def load_all(self) -> None:
-        """Load every version of every model in the store; refusals are logged and recorded."""
-        models: dict[str, ModelState] = {}
-        for name in self.store.list_models():
-            state = ModelState(name)
-            for version in self.store.list_versions(name):
-                try:
-                    state.loaded[version] = self.load_predictor(name, version)
-                except (ArtifactError, StoreError) as exc:
-                    state.failed[version] = exc.message
-                    logger.error("refused to load %s v%d: %s", name, version, exc.message)
-                else:
-                    logger.info("loaded %s v%d", name, version)
-            models[name] = state
-        self._models = models
+        """Load every version of every model in the store (at startup)."""
+        self.sync()
+
+    def sync(self) -> None:
+        """Bring the registry in step with the store.
+
+        New versions are loaded; versions whose directory is gone are dropped; refused versions
+        are retried only when their files changed. Models unloaded through the repository API
+        stay unloaded until loaded again.
+        """
+        with self._lock:
+            names = set(self.store.list_models())
+            current = self._models
+            updated = {
+                name: self._sync_model(current.get(name) or ModelState(name))
+                for name in sorted(names | set(current))
+            }
+            self._publish(
+                {name: s for name, s in updated.items() if s.loaded or s.failed or s.unloaded}
+            )
+
+    def load_model(self, name: str) -> ModelState:
+        """Load (or reload) a model from the store, retrying refused versions; for /load."""
+        with self._lock:
+            previous = self._models.get(name)
+            if previous is None and name not in self.store.list_models():
+                raise ModelNotFoundError(f"model {name!r} is not in the store at {self.store.root}")
+            state = self._sync_model(
+                ModelState(name, loaded=previous.loaded if previous else MappingProxyType({})),
+            )
+            self._publish({**self._models, name: state})
+        if not state.loaded:
+            reasons = "; ".join(f.reason for f in state.failed.values()) or "no versions"
+            raise ModelUnavailableError(f"model {name!r} could not be loaded: {reasons}")
+        return state
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving a model until it is loaded again; the store is left as it is."""
+        with self._lock:
+            if name not in self._models:
+                raise ModelNotFoundError(f"model {name!r} is not served")
+            self._publish({**self._models, name: ModelState(name, unloaded=True)})
+        logger.info("unloaded %s", name)
+
+    def _sync_model(self, state: ModelState) -> ModelState:
+        if state.unloaded:
+            return state
+        try:
+            on_disk = self.store.list_versions(state.name)
+        except StoreError:
+            on_disk = []
+        loaded = {v: p for v, p in state.loaded.items() if v in on_disk}
+        failed: dict[int, Failure] = {}
+        for version in on_disk:
+            if version in loaded:
+                continue
+            fingerprint = _fingerprint(self.store.version_dir(state.name, version))
+            previous = state.failed.get(version)
+            if previous is not None and previous.fingerprint == fingerprint:
+                failed[version] = previous
+                continue
+            try:
+                loaded[version] = self.load_predictor(state.name, version)
+            except (ArtifactError, StoreError) as exc:
+                failed[version] = Failure(exc.message, fingerprint)
+                logger.error("refused to load %s v%d: %s", state.name, version, exc.message)
+            else:
+                logger.info("loaded %s v%d", state.name, version)
+        for version in sorted(set(state.loaded) - set(loaded)):
+            logger.info("dropped %s v%d: its directory left the store", state.name, version)
+        new = ModelState(state.name, MappingProxyType(loaded), MappingProxyType(failed))
+        if new.default_version != state.default_version:
+            logger.info(
+                "%s now answers with v%s (was v%s)",
+                state.name,
+                new.default_version,
+                state.default_version,
+            )
+        return new
+
+    def _publish(self, models: Mapping[str, ModelState]) -> None:
+        # One assignment: readers see the old mapping or the new one, never a mix.
+        self._models = MappingProxyType(dict(models))
+
+    # -- reading ------------------------------------------------------------------------------
 
     @property
-    def models(self) -> dict[str, ModelState]:
-        return dict(self._models)
+    def models(self) -> Mapping[str, ModelState]:
+        return self._models
 
     def loaded_versions(self) -> dict[str, list[int]]:
         """Every model with at least one loaded version, and those versions."""
-        return {name: sorted(state.loaded) for name, state in self._models.items() if state.loaded}
+        return {name: sorted(s.loaded) for name, s in self._models.items() if s.loaded}
 
     @property
     def ready(self) -> bool:
-        return any(state.loaded for state in self._models.values())
+        """True while every model that should be served has a verified version loaded."""
+        wanted = [s for s in self._models.values() if not s.unloaded]
+        return bool(wanted) and all(s.loaded for s in wanted)
+
+    def not_ready_reason(self) -> str:
+        wanted = [s for s in self._models.values() if not s.unloaded]
+        if not wanted:
+            return f"no model to serve in the store at {self.store.root}"
+        missing = [s.name for s in wanted if not s.loaded]
+        return f"no verified version loaded for: {', '.join(missing)}"
 
     def state(self, name: str) -> ModelState:
-        try:
-            return self._models[name]
-        except KeyError as exc:
+        state = self._models.get(name)
+        if state is None:
             known = ", ".join(sorted(self._models)) or "none"
-            raise ModelNotFoundError(f"model {name!r} is not served (models: {known})") from exc
+            raise ModelNotFoundError(f"model {name!r} is not served (models: {known})")
+        if state.unloaded:
+            raise ModelNotFoundError(f"model {name!r} is unloaded; load it to serve it again")
+        return state
 
     def get(self, name: str, version: int | None = None) -> Predictor:
         """The predictor for ``name`` at ``version``, or at its newest loaded version."""
@@ -102,15 +236,35 @@ class ModelRegistry:
         if wanted is not None and wanted in state.loaded:
             return state.loaded[wanted]
         if wanted is None:
-            reasons = "; ".join(state.failed.values())
+            reasons = "; ".join(f.reason for f in state.failed.values())
             raise ModelUnavailableError(
                 f"model {name!r} has no version that passed verification: {reasons}"
             )
         if wanted in state.failed:
             raise ModelUnavailableError(
-                f"model {name!r} version {wanted} is not served: {state.failed[wanted]}"
+                f"model {name!r} version {wanted} is not served: {state.failed[wanted].reason}"
             )
         available = ", ".join(str(v) for v in sorted(state.loaded)) or "none"
         raise VersionNotFoundError(
             f"model {name!r} has no version {wanted} (versions: {available})"
         )
+
+    def index(self) -> list[IndexEntry]:
+        """Every model and version the registry knows, with its state and any refusal reason."""
+        entries: list[IndexEntry] = []
+        for name, state in sorted(self._models.items()):
+            if state.unloaded:
+                entries.append(IndexEntry(name, None, "UNAVAILABLE", "unloaded"))
+                continue
+            versions = sorted({*state.loaded, *state.failed})
+            for version in versions:
+                failure = state.failed.get(version)
+                entries.append(
+                    IndexEntry(name, version, "UNAVAILABLE", failure.reason)
+                    if failure
+                    else IndexEntry(name, version, "READY", "")
+                )
+        return entries
+
+
+__all__ = ["Failure", "IndexEntry", "ModelRegistry", "ModelState", "load_policy"]

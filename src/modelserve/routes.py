@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio.to_thread
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from modelserve.deps import RegistryDep, SettingsDep, run_cpu
 from modelserve.errors import ModelUnavailableError
 from modelserve.predictor import Prediction, Predictor
 from modelserve.problems import error_responses
@@ -31,19 +31,6 @@ from modelserve.schemas import (
 )
 from modelserve.settings import Settings
 
-
-def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
-    return registry
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelName = Annotated[str, Path(description="Model name, as in the store.")]
 Version = Annotated[int, Path(ge=1, description="Model version, as assigned by the store.")]
 
@@ -70,11 +57,7 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
     body = await request.body()
-    # Large batches are validated and predicted in a worker thread: the event loop stays free.
-    if len(body) > settings.offload_body_bytes:
-        prediction = await anyio.to_thread.run_sync(predictor.predict_json, body)
-    else:
-        prediction = predictor.predict_json(body)
+    prediction = await run_cpu(settings, len(body), lambda: predictor.predict_json(body))
     return json_response(_prediction_body(predictor, prediction))
 
 
@@ -149,9 +132,13 @@ async def list_models(registry: RegistryDep) -> ModelList:
                 name=name,
                 default_version=state.default_version,
                 versions=sorted(state.loaded),
-                failed=[FailedVersion(version=v, error=e) for v, e in sorted(state.failed.items())],
+                failed=[
+                    FailedVersion(version=v, error=f.reason)
+                    for v, f in sorted(state.failed.items())
+                ],
             )
             for name, state in sorted(registry.models.items())
+            if not state.unloaded
         ]
     )
 
@@ -213,11 +200,11 @@ async def live() -> Liveness:
     response_model=Readiness,
     responses=error_responses(503),
     tags=["health"],
-    summary="Ready while at least one verified model version is loaded",
+    summary="Ready while every model to serve has a verified version loaded",
 )
 async def ready(registry: RegistryDep) -> Readiness:
     if not registry.ready:
-        raise ModelUnavailableError("not ready: no verified model version is loaded")
+        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
     return Readiness(models=registry.loaded_versions())
 
 
