@@ -145,7 +145,7 @@ def test_unload_and_load(store: ModelStore, settings: Settings) -> None:
     registry.sync()  # the watcher does not bring an unloaded model back
     assert registry.models["clf"].unloaded
     assert registry.ready  # unloaded on purpose: not expected to serve
-    assert [(e.name, e.state, e.reason) for e in registry.index()][0] == (
+    assert next((e.name, e.state, e.reason) for e in registry.index()) == (
         "clf",
         "UNAVAILABLE",
         "unloaded",
