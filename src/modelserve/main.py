@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelserve import __version__
+from modelserve.oip import InferenceRequest
 from modelserve.problems import BodyLimitMiddleware, install_error_handlers
 from modelserve.registry import ModelRegistry
 from modelserve.routes import router
 from modelserve.schemas import PredictRequest, ProblemDetails
 from modelserve.settings import Settings
+from modelserve.v2 import router as v2_router
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loaded = registry.loaded_versions()
         if loaded:
             logger.info("serving %s from %s", loaded, settings.store)
-        else:
-            logger.warning("no verified model in %s: the server is not ready", settings.store)
-        yield
+        if not registry.ready:
+            logger.warning("not ready: %s", registry.not_ready_reason())
+        async with anyio.create_task_group() as tasks:
+            if settings.poll_interval > 0:
+                tasks.start_soon(_watch_store, registry, settings.poll_interval)
+            yield
+            tasks.cancel_scope.cancel()
 
     app = FastAPI(
         title="modelserve",
@@ -50,18 +56,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(v2_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     _complete_openapi(app)
     return app
 
 
+async def _watch_store(registry: ModelRegistry, interval: float) -> None:
+    """Poll the store and bring the registry in step; a failed scan is logged, never fatal."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(registry.sync)
+        except Exception:
+            logger.exception("scanning the store failed; retrying in %.1f s", interval)
+
+
 def _complete_openapi(app: FastAPI) -> None:
     """Add the schemas that routes reference but FastAPI cannot see to the OpenAPI components.
 
-    Predict routes read the raw body (each model validates it against a schema built from its
-    own manifest), so the generic PredictRequest is added here; so is ProblemDetails, which
-    error responses reference under ``application/problem+json``.
+    Predict and infer routes read the raw body (each model validates it against a schema built
+    from its own manifest; /v2 bodies may carry binary tensors), so the generic PredictRequest
+    and InferenceRequest are added here; so is ProblemDetails, which error responses reference
+    under ``application/problem+json``.
     """
 
     def openapi() -> dict[str, Any]:
@@ -73,7 +91,7 @@ def _complete_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PredictRequest, ProblemDetails):
+            for model in (PredictRequest, ProblemDetails, InferenceRequest):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema

@@ -1,7 +1,9 @@
-"""The API layer's one table from core errors to HTTP, and RFC 9457 problem+json responses.
+"""The API layer's one table from core errors to HTTP, and the two error body formats.
 
 Every 4xx and 5xx the app sends, FastAPI's and Starlette's own included, goes through
-:func:`problem_response`, so every error body is a valid ``application/problem+json`` document.
+:func:`error_response`: under ``/v2`` it is the Open Inference Protocol's ``{"error": "..."}``
+(what tritonclient and KServe clients read), everywhere else an RFC 9457
+``application/problem+json`` document. The status comes from the same table for both.
 """
 
 from __future__ import annotations
@@ -82,17 +84,29 @@ def problem_body(
     return orjson.dumps(document)
 
 
-def problem_response(
+def is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_response(
+    path: str,
     status: int,
     detail: str,
     *,
     code: str | None = None,
     problems: Sequence[Problem] = (),
-    instance: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The error body for a request to ``path``: V2's ``{"error"}`` or problem+json."""
+    if is_v2(path):
+        return Response(
+            orjson.dumps({"error": detail}),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )
     return Response(
-        problem_body(status, detail, code=code, problems=problems, instance=instance),
+        problem_body(status, detail, code=code, problems=problems, instance=path),
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -108,21 +122,15 @@ def _describe_error(request: Request, exc: Exception) -> Response:
             status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE
         ):  # 503s are states, logged at load
             logger.error("%s %s failed: %s", request.method, path, exc.message)
-        return problem_response(
-            status, exc.message, code=exc.code, problems=exc.problems, instance=path
-        )
+        return error_response(path, status, exc.message, code=exc.code, problems=exc.problems)
     if isinstance(exc, RequestValidationError):
         problems = [
             Problem(tuple(error["loc"]), str(error["msg"]), str(error["type"]).replace("_", "-"))
             for error in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems)
-        return problem_response(
-            422,
-            detail or "invalid request",
-            code="invalid-request",
-            problems=problems,
-            instance=path,
+        return error_response(
+            path, 422, detail or "invalid request", code="invalid-request", problems=problems
         )
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
@@ -133,15 +141,10 @@ def _describe_error(request: Request, exc: Exception) -> Response:
             detail += f" (allowed: {allowed})" if allowed else ""
         else:
             detail = str(exc.detail)
-        return problem_response(
-            exc.status_code, detail, instance=path, headers=dict(exc.headers or {})
-        )
+        return error_response(path, exc.status_code, detail, headers=dict(exc.headers or {}))
     logger.error("unhandled error on %s %s", request.method, path, exc_info=exc)
-    return problem_response(
-        500,
-        "internal server error; the server logged the details",
-        code="internal-error",
-        instance=path,
+    return error_response(
+        path, 500, "internal server error; the server logged the details", code="internal-error"
     )
 
 
@@ -182,9 +185,7 @@ class BodyLimitMiddleware:
                     declared = -1
                 if declared > self.max_bytes:
                     error = self._too_large(declared)
-                    response = problem_response(
-                        413, error.message, code=error.code, instance=scope["path"]
-                    )
+                    response = error_response(scope["path"], 413, error.message, code=error.code)
                     await response(scope, receive, send)
                     return
                 break

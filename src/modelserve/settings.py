@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
         description="Extra fully qualified type names skops may load, beyond its own defaults.",
     )
+    poll_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Seconds between scans of the store for new, changed or removed versions while "
+            "serving; 0 turns the watcher off."
+        ),
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of modelserve and uvicorn."
     )

@@ -1,0 +1,424 @@
+"""Open Inference Protocol (KServe V2) codec: request tensors in, response tensors out.
+
+Transport-level but framework-free: it turns an inference request (JSON, or JSON followed by
+binary tensor data) into the 2-D float64 batch a :class:`~modelserve.predictor.Predictor`
+validates and predicts, and the prediction back into V2 output tensors. Validation of the batch
+itself (feature count, finite numbers, row limit) stays in the predictor, shared with the native
+API.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelserve.errors import InvalidInputError, Loc, Problem
+from modelserve.manifest import Manifest
+from modelserve.predictor import Prediction, Predictor
+
+INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
+    "FP64": np.dtype("<f8"),
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "INT32": np.dtype("<i4"),
+}
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+BATCH_INPUT = "input"
+PLATFORM = "sklearn"
+
+
+# -- wire schemas (the documented contract of /v2) ----------------------------------------------
+
+
+class RequestInput(BaseModel):
+    """One input tensor. ``data`` is flat or nested, row-major; absent when sent as binary."""
+
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    data: Any = None
+
+
+class RequestOutput(BaseModel):
+    """An output the client wants; ``parameters.binary_data`` asks for it in binary."""
+
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferenceRequest(BaseModel):
+    """A V2 inference request."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "42",
+                    "inputs": [
+                        {
+                            "name": "input",
+                            "shape": [1, 10],
+                            "datatype": "FP64",
+                            "data": [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class RepositoryIndexRequest(BaseModel):
+    ready: bool = False
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: str | None = None
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every /v2 failure: a non-200 status and this body, as the protocol requires."""
+
+    error: str
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedResponse:
+    """The response body, and the JSON header's length when binary tensors follow it."""
+
+    body: bytes
+    header_length: int | None
+
+
+def _bad(message: str, code: str = "invalid-tensor", loc: Loc = ()) -> InvalidInputError:
+    return InvalidInputError(message, problems=[Problem(loc, message, code)])
+
+
+def parse_header_length(value: str | None, body_size: int) -> int | None:
+    """Validate the ``Inference-Header-Content-Length`` header against the body."""
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise _bad(
+            f"Inference-Header-Content-Length must be an integer, got {value!r}", "invalid-header"
+        ) from None
+    if not 0 < length <= body_size:
+        raise _bad(
+            f"Inference-Header-Content-Length is {length} but the body has {body_size} bytes",
+            "invalid-header",
+        )
+    return length
+
+
+def decode(body: bytes, header_length: int | None) -> tuple[InferenceRequest, list[np.ndarray]]:
+    """Parse a request body into its JSON header and one array per input, shaped as declared."""
+    header = body if header_length is None else body[:header_length]
+    try:
+        request = InferenceRequest.model_validate_json(header)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        message = (
+            f"request body is not valid JSON: {first['msg']}"
+            if first["type"] == "json_invalid"
+            else f"invalid inference request: {where}: {first['msg']}"
+        )
+        raise _bad(message, "invalid-request", tuple(first["loc"])) from exc
+    binary = memoryview(body)[len(header) :]
+    offset = 0
+    tensors = []
+    for index, tensor_input in enumerate(request.inputs):
+        size = tensor_input.parameters.get("binary_data_size")
+        raw: bytes | None = None
+        if size is not None:
+            if header_length is None:
+                raise _bad(
+                    f"input {tensor_input.name!r} has binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header",
+                    "invalid-header",
+                )
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise _bad(f"input {tensor_input.name!r}: binary_data_size must be an integer")
+            if offset + size > len(binary):
+                raise _bad(
+                    f"input {tensor_input.name!r}: binary_data_size {size} runs past the end "
+                    f"of the body ({len(binary) - offset} bytes left)"
+                )
+            raw = bytes(binary[offset : offset + size])
+            offset += size
+        tensors.append(_tensor(tensor_input, raw, ("inputs", index)))
+    if offset != len(binary):
+        raise _bad(
+            f"the body has {len(binary) - offset} bytes of binary data that no input claims",
+            "invalid-header",
+        )
+    return request, tensors
+
+
+def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarray:
+    name = tensor_input.name
+    dtype = INPUT_DATATYPES.get(tensor_input.datatype)
+    if dtype is None:
+        raise _bad(
+            f"input {name!r} has datatype {tensor_input.datatype!r}; supported: "
+            f"{', '.join(INPUT_DATATYPES)}",
+            "unsupported-datatype",
+            (*loc, "datatype"),
+        )
+    count = math.prod(tensor_input.shape)
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise _bad(
+                f"input {name!r}: shape {tensor_input.shape} of {tensor_input.datatype} needs "
+                f"{count * dtype.itemsize} bytes, binary_data_size is {len(raw)}",
+                "shape-mismatch",
+                (*loc, "shape"),
+            )
+        return np.frombuffer(raw, dtype=dtype).reshape(tensor_input.shape)
+    if tensor_input.data is None:
+        raise _bad(f"input {name!r} has no data", "missing-data", (*loc, "data"))
+    try:
+        array = np.asarray(tensor_input.data)
+    except (ValueError, TypeError):
+        raise _bad(
+            f"input {name!r}: data is ragged; nested lists must be rectangular",
+            "invalid-data",
+            (*loc, "data"),
+        ) from None
+    if array.dtype.kind not in "iuf" and array.size:
+        raise _bad(f"input {name!r}: data must hold only numbers", "not-a-number", (*loc, "data"))
+    if dtype.kind == "i" and array.dtype.kind == "f":
+        raise _bad(
+            f"input {name!r} is {tensor_input.datatype} but its data holds non-integers",
+            "not-an-integer",
+            (*loc, "data"),
+        )
+    if array.size != count:
+        raise _bad(
+            f"input {name!r}: shape {tensor_input.shape} needs {count} values, data has "
+            f"{array.size}",
+            "shape-mismatch",
+            (*loc, "shape"),
+        )
+    return array.astype(dtype, copy=False).reshape(tensor_input.shape)
+
+
+def to_rows(
+    request: InferenceRequest, tensors: list[np.ndarray], features: list[str]
+) -> np.ndarray:
+    """One 2-D tensor [rows, features], or one 1-D tensor per feature, as a float64 batch."""
+    if len(tensors) == 1 and tensors[0].ndim == 2:
+        return tensors[0].astype(np.float64, copy=False)
+    forms = (
+        f"send one 2-D tensor [rows, {len(features)}] or one 1-D tensor per feature "
+        f"({', '.join(features)})"
+    )
+    names = [tensor_input.name for tensor_input in request.inputs]
+    for tensor_input, tensor in zip(request.inputs, tensors, strict=True):
+        if tensor.ndim > 2 or (tensor.ndim == 2 and tensor.shape[1] != 1) or tensor.ndim == 0:
+            raise _bad(
+                f"input {tensor_input.name!r} has shape {tensor_input.shape}; {forms}",
+                "invalid-shape",
+            )
+    unknown = [name for name in names if name not in features]
+    if unknown:
+        raise _bad(f"unknown input {unknown[0]!r}: {forms}", "unknown-feature")
+    if len(set(names)) != len(names):
+        raise _bad("an input name appears twice", "duplicate-input")
+    missing = [name for name in features if name not in names]
+    if missing:
+        raise _bad(f"missing inputs for features: {', '.join(missing)}", "missing-feature")
+    by_name = {name: tensor.reshape(-1) for name, tensor in zip(names, tensors, strict=True)}
+    lengths = {len(column) for column in by_name.values()}
+    if len(lengths) != 1:
+        raise _bad(
+            f"per-feature inputs have different lengths: {sorted(lengths)}", "shape-mismatch"
+        )
+    return np.column_stack([by_name[name].astype(np.float64, copy=False) for name in features])
+
+
+def outputs_of(manifest: Manifest) -> list[str]:
+    return [PREDICT, PREDICT_PROBA] if manifest.task == "classification" else [PREDICT]
+
+
+def requested_outputs(request: InferenceRequest, manifest: Manifest) -> list[RequestedOutput]:
+    """The outputs to return (all when none are named), each in JSON or binary."""
+    available = outputs_of(manifest)
+    binary_default = request.parameters.get("binary_data_output") is True
+    if not request.outputs:
+        return [RequestedOutput(name, binary_default) for name in available]
+    wanted = []
+    for output in request.outputs:
+        if output.name not in available:
+            raise _bad(
+                f"unknown output {output.name!r}; model {manifest.name!r} has: "
+                f"{', '.join(available)}",
+                "unknown-output",
+            )
+        binary = output.parameters.get("binary_data", binary_default) is True
+        wanted.append(RequestedOutput(output.name, binary))
+    return wanted
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The V2 datatype for a NumPy dtype of predictions."""
+    if dtype.kind == "f":
+        return "FP64"
+    if dtype.kind in "iu":
+        return "INT64"
+    if dtype.kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def _binary(values: np.ndarray, datatype: str) -> bytes:
+    if datatype == "FP64":
+        return values.astype("<f8").tobytes()
+    if datatype == "INT64":
+        return values.astype("<i8").tobytes()
+    if datatype == "BOOL":
+        return values.astype(np.bool_).tobytes()
+    encoded = [str(value).encode() for value in values.reshape(-1).tolist()]
+    return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
+
+
+def encode(
+    predictor: Predictor,
+    prediction: Prediction,
+    request_id: str | None,
+    outputs: list[RequestedOutput],
+) -> EncodedResponse:
+    """The V2 response for ``prediction``: JSON, or a JSON header followed by binary tensors."""
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for output in outputs:
+        values = prediction.predictions if output.name == PREDICT else prediction.probabilities
+        if values is None:  # pragma: no cover - requested_outputs() only offers what exists
+            raise _bad(f"output {output.name!r} was not computed")
+        datatype = datatype_of(values.dtype)
+        tensor: dict[str, Any] = {
+            "name": output.name,
+            "shape": list(values.shape),
+            "datatype": datatype,
+        }
+        if output.binary:
+            blob = _binary(values, datatype)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            flat = values.reshape(-1)
+            tensor["data"] = flat if values.dtype.kind in "fiub" else flat.tolist()
+        tensors.append(tensor)
+    document: dict[str, Any] = {
+        "model_name": predictor.name,
+        "model_version": str(predictor.version),
+    }
+    if request_id is not None:
+        document["id"] = request_id
+    document["outputs"] = tensors
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return EncodedResponse(header, None)
+    return EncodedResponse(header + b"".join(blobs), len(header))
+
+
+def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:
+    """Decode, validate (shared with the native API), predict and encode one V2 request."""
+    request, tensors = decode(body, header_length)
+    outputs = requested_outputs(request, predictor.manifest)
+    rows = to_rows(request, tensors, predictor.feature_names)
+    batch = predictor.validate_array(
+        rows, return_probabilities=any(output.name == PREDICT_PROBA for output in outputs)
+    )
+    return encode(predictor, predictor.predict_batch(batch), request.id, outputs)
+
+
+def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelMetadata:
+    """V2 metadata from the manifest: the batch dimension is -1."""
+    outputs = [MetadataTensor(name=PREDICT, datatype=_output_datatype(manifest), shape=[-1])]
+    if manifest.task == "classification":
+        classes = len(manifest.output.classes or [])
+        outputs.append(MetadataTensor(name=PREDICT_PROBA, datatype="FP64", shape=[-1, classes]))
+    return ModelMetadata(
+        name=name,
+        versions=[str(version) for version in versions],
+        platform=PLATFORM,
+        inputs=[
+            MetadataTensor(
+                name=BATCH_INPUT, datatype="FP64", shape=[-1, manifest.input_schema.count]
+            )
+        ],
+        outputs=outputs,
+    )
+
+
+def _output_datatype(manifest: Manifest) -> str:
+    try:
+        return datatype_of(np.dtype(manifest.output.dtype))
+    except TypeError:
+        return "BYTES"

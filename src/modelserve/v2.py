@@ -1,0 +1,187 @@
+"""Open Inference Protocol (KServe V2) routes under /v2: thin, over the same core as /v1.
+
+Errors under /v2 answer ``{"error": "..."}`` (see :mod:`modelserve.problems`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Body, Path, Request
+from starlette.responses import Response
+
+from modelserve import __version__, oip
+from modelserve.deps import RegistryDep, SettingsDep, run_cpu
+from modelserve.errors import ModelUnavailableError, VersionNotFoundError
+from modelserve.predictor import Predictor
+from modelserve.registry import ModelRegistry
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+HEADER_LENGTH = "Inference-Header-Content-Length"
+_ERROR = {"model": oip.ErrorBody}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _ERROR | {"description": "Bad request"},
+    404: _ERROR | {"description": "Unknown model or version"},
+    413: _ERROR | {"description": "Body over the byte limit"},
+    422: _ERROR | {"description": "Invalid inference request"},
+    503: _ERROR | {"description": "Model or server not ready"},
+}
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": (
+                        "Binary tensor data extension: the JSON InferenceRequest (its length in "
+                        "the Inference-Header-Content-Length header) followed by the tensors."
+                    ),
+                }
+            },
+        },
+    }
+}
+
+ModelName = Annotated[str, Path(description="Model name, as in the store.")]
+VersionText = Annotated[str, Path(description="Model version, as assigned by the store.")]
+
+router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], responses=_ERRORS)
+
+
+def _version(name: str, text: str) -> int:
+    if not text.isdigit():
+        raise VersionNotFoundError(f"model {name!r} has no version {text!r}")
+    return int(text)
+
+
+@router.get("", response_model=oip.ServerMetadata, summary="Server metadata")
+async def server_metadata() -> oip.ServerMetadata:
+    return oip.ServerMetadata(name="modelserve", version=__version__, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", summary="Server liveness")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Ready while every model to serve has a verified version")
+async def server_ready(registry: RegistryDep) -> dict[str, bool]:
+    if not registry.ready:
+        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
+    return {"ready": True}
+
+
+def _metadata(registry: ModelRegistry, name: str, version: int | None) -> oip.ModelMetadata:
+    predictor = registry.get(name, version)
+    versions = sorted(registry.state(name).loaded)
+    return oip.model_metadata(name, versions, predictor.manifest)
+
+
+@router.get("/models/{name}", response_model=oip.ModelMetadata, summary="Model metadata")
+async def model_metadata(name: ModelName, registry: RegistryDep) -> oip.ModelMetadata:
+    return _metadata(registry, name, None)
+
+
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=oip.ModelMetadata,
+    summary="Model version metadata",
+)
+async def model_version_metadata(
+    name: ModelName, version: VersionText, registry: RegistryDep
+) -> oip.ModelMetadata:
+    return _metadata(registry, name, _version(name, version))
+
+
+@router.get("/models/{name}/ready", summary="Model readiness: 200 when ready")
+async def model_ready(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
+    registry.get(name)
+    return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
+async def model_version_ready(
+    name: ModelName, version: VersionText, registry: RegistryDep
+) -> dict[str, Any]:
+    registry.get(name, _version(name, version))
+    return {"name": name, "version": version, "ready": True}
+
+
+async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
+    body = await request.body()
+    header_length = oip.parse_header_length(request.headers.get(HEADER_LENGTH), len(body))
+    encoded = await run_cpu(settings, len(body), lambda: oip.infer(predictor, body, header_length))
+    if encoded.header_length is None:
+        return Response(encoded.body, media_type="application/json")
+    return Response(
+        encoded.body,
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(encoded.header_length)},
+    )
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=oip.InferenceResponse,
+    openapi_extra=_INFER_BODY,
+    summary="Inference with the newest loaded version",
+)
+async def infer(
+    name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    return await _infer(registry.get(name), request, settings)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=oip.InferenceResponse,
+    openapi_extra=_INFER_BODY,
+    summary="Inference with one version",
+)
+async def infer_version(
+    name: ModelName,
+    version: VersionText,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> Response:
+    return await _infer(registry.get(name, _version(name, version)), request, settings)
+
+
+@router.post(
+    "/repository/index",
+    response_model=list[oip.RepositoryModel],
+    summary="Every model and version, with its state and any refusal reason",
+)
+async def repository_index(
+    registry: RegistryDep,
+    query: Annotated[oip.RepositoryIndexRequest | None, Body()] = None,
+) -> list[oip.RepositoryModel]:
+    entries = [
+        oip.RepositoryModel(
+            name=entry.name,
+            version=None if entry.version is None else str(entry.version),
+            state=entry.state,
+            reason=entry.reason,
+        )
+        for entry in registry.index()
+    ]
+    if query is not None and query.ready:
+        entries = [entry for entry in entries if entry.state == "READY"]
+    return entries
+
+
+@router.post("/repository/models/{name}/load", summary="Load (or reload) a model from the store")
+async def repository_load(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
+    state = await anyio.to_thread.run_sync(registry.load_model, name)
+    return {"name": name, "versions": [str(v) for v in sorted(state.loaded)]}
+
+
+@router.post("/repository/models/{name}/unload", summary="Stop serving a model")
+async def repository_unload(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
+    await anyio.to_thread.run_sync(registry.unload_model, name)
+    return {"name": name}
