@@ -149,6 +149,10 @@ def serve_command(
             help="Load pickle artifacts [env: MODELSERVE_ALLOW_PICKLE].",
         ),
     ] = None,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between store scans; 0 = off [env: MODELSERVE_POLL_INTERVAL]."),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="Log level [env: MODELSERVE_LOG_LEVEL].")
     ] = None,
@@ -168,6 +172,7 @@ def serve_command(
         max_rows=max_rows,
         max_body_bytes=max_body_bytes,
         allow_pickle=allow_pickle,
+        poll_interval=poll_interval,
         log_level=log_level,
     )
     _configure_logging(settings.log_level)

@@ -1,0 +1,289 @@
+"""The V2 codec on its own: decoding tensors, shaping the batch, encoding outputs."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import orjson
+import pytest
+
+from modelserve import oip
+from modelserve.errors import InvalidInputError
+from modelserve.predictor import Predictor
+from modelserve.store import LoadPolicy, ModelStore
+from tests.helpers import ROW
+
+FEATURES = [f"x{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def predictor(template_store) -> Predictor:  # type: ignore[no-untyped-def]
+    return Predictor(ModelStore(template_store).load("default", None, LoadPolicy()), max_rows=100)
+
+
+@pytest.fixture(scope="module")
+def classifier(template_store) -> Predictor:  # type: ignore[no-untyped-def]
+    return Predictor(ModelStore(template_store).load("clf", None, LoadPolicy()), max_rows=100)
+
+
+def request(*inputs: dict[str, object], **extra: object) -> bytes:
+    return orjson.dumps({"inputs": list(inputs), **extra})
+
+
+def binary_request(arrays: dict[str, np.ndarray], datatype: str = "FP64") -> tuple[bytes, int]:
+    inputs = [
+        {
+            "name": name,
+            "shape": list(array.shape),
+            "datatype": datatype,
+            "parameters": {"binary_data_size": array.nbytes},
+        }
+        for name, array in arrays.items()
+    ]
+    header = orjson.dumps({"inputs": inputs})
+    return header + b"".join(a.tobytes() for a in arrays.values()), len(header)
+
+
+def rows_of(body: bytes, header_length: int | None = None) -> np.ndarray:
+    parsed, tensors = oip.decode(body, header_length)
+    return oip.to_rows(parsed, tensors, FEATURES)
+
+
+def test_flat_and_nested_data_give_the_same_batch() -> None:
+    flat = rows_of(request({"name": "x", "shape": [2, 10], "datatype": "FP64", "data": ROW * 2}))
+    nested = rows_of(
+        request({"name": "x", "shape": [2, 10], "datatype": "FP64", "data": [ROW, ROW]})
+    )
+    np.testing.assert_array_equal(flat, nested)
+    assert flat.shape == (2, 10)
+    assert flat.dtype == np.float64
+
+
+def test_one_tensor_per_feature_in_any_order() -> None:
+    inputs = [
+        {"name": name, "shape": [2], "datatype": "FP64", "data": [ROW[i], -ROW[i]]}
+        for i, name in reversed(list(enumerate(FEATURES)))
+    ]
+    rows = rows_of(request(*inputs))
+    np.testing.assert_array_equal(rows[0], ROW)
+    np.testing.assert_array_equal(rows[1], [-v for v in ROW])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "dtype"), [("FP32", np.float32), ("INT64", np.int64), ("INT32", np.int32)]
+)
+def test_other_datatypes(datatype: str, dtype: type) -> None:
+    data = np.arange(20).reshape(2, 10).astype(dtype)
+    as_json = rows_of(
+        request({"name": "x", "shape": [2, 10], "datatype": datatype, "data": data.tolist()})
+    )
+    body, length = binary_request({"x": data}, datatype)
+    np.testing.assert_array_equal(as_json, data.astype(np.float64))
+    np.testing.assert_array_equal(rows_of(body, length), data.astype(np.float64))
+
+
+def test_binary_and_json_inputs_mix() -> None:
+    column = np.array([1.5, 2.5])
+    header = {
+        "inputs": [
+            {
+                "name": "x0",
+                "shape": [2],
+                "datatype": "FP64",
+                "parameters": {"binary_data_size": 16},
+            },
+            *({"name": n, "shape": [2], "datatype": "FP64", "data": [0, 0]} for n in FEATURES[1:]),
+        ]
+    }
+    encoded = orjson.dumps(header)
+    rows = rows_of(encoded + column.tobytes(), len(encoded))
+    np.testing.assert_array_equal(rows[:, 0], column)
+
+
+@pytest.mark.parametrize(
+    ("body", "header_length", "message"),
+    [
+        (b"{", None, "request body is not valid JSON"),
+        (b'{"inputs": []}', None, "invalid inference request: inputs: List should have at least 1"),
+        (
+            request({"name": "x", "shape": [1, 10], "datatype": "BYTES", "data": ["a"] * 10}),
+            None,
+            "datatype 'BYTES'; supported: FP64, FP32, INT64, INT32",
+        ),
+        (
+            request({"name": "x", "shape": [1, 10], "datatype": "FP64"}),
+            None,
+            "input 'x' has no data",
+        ),
+        (
+            request({"name": "x", "shape": [1, 10], "datatype": "FP64", "data": ROW[:9]}),
+            None,
+            "shape [1, 10] needs 10 values, data has 9",
+        ),
+        (
+            request({"name": "x", "shape": [1, 10], "datatype": "FP64", "data": ["a"] * 10}),
+            None,
+            "data must hold only numbers",
+        ),
+        (
+            request({"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [[1, 2], [3]]}),
+            None,
+            "data is ragged",
+        ),
+        (
+            request({"name": "x", "shape": [1, 10], "datatype": "INT64", "data": [0.5] * 10}),
+            None,
+            "is INT64 but its data holds non-integers",
+        ),
+        (
+            request({"name": "x", "shape": [10], "datatype": "FP64", "data": ROW}),
+            None,
+            "unknown input 'x': send one 2-D tensor [rows, 10] or one 1-D tensor per feature",
+        ),
+        (
+            request({"name": "x", "shape": [1, 2, 5], "datatype": "FP64", "data": ROW}),
+            None,
+            "input 'x' has shape [1, 2, 5]",
+        ),
+        (
+            request({"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]}),
+            None,
+            "missing inputs for features: x1, x2",
+        ),
+        (
+            request(
+                *(
+                    {
+                        "name": n,
+                        "shape": [1 + (n == "x3")],
+                        "datatype": "FP64",
+                        "data": [1] * (1 + (n == "x3")),
+                    }
+                    for n in FEATURES
+                )
+            ),
+            None,
+            "per-feature inputs have different lengths: [1, 2]",
+        ),
+        (
+            request(
+                {"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]},
+                {"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]},
+            ),
+            None,
+            "an input name appears twice",
+        ),
+    ],
+)
+def test_decode_errors(body: bytes, header_length: int | None, message: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        rows_of(body, header_length)
+    assert message in info.value.message
+
+
+def test_binary_errors() -> None:
+    body, length = binary_request({"x": np.zeros((1, 10))})
+    with pytest.raises(InvalidInputError, match="request body is not valid JSON"):
+        rows_of(body, None)  # binary bytes after the JSON, but no header to say where it ends
+    with pytest.raises(InvalidInputError, match="has no Inference-Header-Content-Length"):
+        rows_of(body[:length], None)
+    with pytest.raises(InvalidInputError, match="runs past the end of the body"):
+        rows_of(body[:-8], length)
+    with pytest.raises(InvalidInputError, match="8 bytes of binary data that no input claims"):
+        rows_of(body + b"\0" * 8, length)
+    wrong = np.zeros((1, 10), dtype=np.float32)  # 40 bytes declared as FP64
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, 10],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 40},
+                }
+            ]
+        }
+    )
+    with pytest.raises(InvalidInputError, match="needs 80 bytes, binary_data_size is 40"):
+        rows_of(header + wrong.tobytes(), len(header))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("x", "must be an integer"), ("0", "is 0 but"), ("99", "is 99 but")]
+)
+def test_header_length_errors(value: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        oip.parse_header_length(value, 10)
+
+
+def test_infer_json_response(predictor: Predictor) -> None:
+    body = request({"name": "x", "shape": [1, 10], "datatype": "FP64", "data": ROW}, id="req-1")
+    encoded = oip.infer(predictor, body, None)
+    assert encoded.header_length is None
+    document = orjson.loads(encoded.body)
+    expected = predictor.estimator.predict(np.array([ROW]))
+    assert document["model_name"] == "default"
+    assert document["model_version"] == "1"
+    assert document["id"] == "req-1"
+    assert document["outputs"][0]["name"] == "predict"
+    assert document["outputs"][0]["datatype"] == "FP64"
+    assert document["outputs"][0]["shape"] == [1]
+    assert document["outputs"][0]["data"] == pytest.approx(expected.tolist(), abs=1e-9)
+
+
+def test_infer_binary_response_when_asked(classifier: Predictor) -> None:
+    x = np.array([[0.1, 0.2, 0.3, 0.4], [1, 1, 1, 1]])
+    body = request(
+        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": x.tolist()},
+        parameters={"binary_data_output": True},
+        outputs=[
+            {"name": "predict_proba"},
+            {"name": "predict", "parameters": {"binary_data": False}},
+        ],
+    )
+    encoded = oip.infer(classifier, body, None)
+    assert encoded.header_length is not None
+    header = orjson.loads(encoded.body[: encoded.header_length])
+    proba_meta, labels = header["outputs"]
+    assert proba_meta == {
+        "name": "predict_proba",
+        "shape": [2, 2],
+        "datatype": "FP64",
+        "parameters": {"binary_data_size": 32},
+    }
+    proba = np.frombuffer(encoded.body[encoded.header_length :], dtype="<f8").reshape(2, 2)
+    np.testing.assert_allclose(proba, classifier.estimator.predict_proba(x), atol=1e-12)
+    assert labels["data"] == classifier.estimator.predict(x).tolist()
+
+
+def test_string_labels_are_bytes_tensors() -> None:
+    values = np.array(["cat", "dog"])
+    assert oip.datatype_of(values.dtype) == "BYTES"
+    blob = oip._binary(values, "BYTES")
+    assert blob == struct.pack("<I", 3) + b"cat" + struct.pack("<I", 3) + b"dog"
+
+
+def test_unknown_output_is_refused(predictor: Predictor) -> None:
+    body = request(
+        {"name": "x", "shape": [1, 10], "datatype": "FP64", "data": ROW},
+        outputs=[{"name": "predict_proba"}],
+    )
+    with pytest.raises(
+        InvalidInputError, match="unknown output 'predict_proba'; model 'default' has: predict"
+    ):
+        oip.infer(predictor, body, None)
+
+
+def test_model_metadata(classifier: Predictor) -> None:
+    metadata = oip.model_metadata("clf", [1], classifier.manifest)
+    assert metadata.model_dump() == {
+        "name": "clf",
+        "versions": ["1"],
+        "platform": "sklearn",
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}],
+        "outputs": [
+            {"name": "predict", "datatype": "INT64", "shape": [-1]},
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
+        ],
+    }
