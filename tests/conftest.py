@@ -14,6 +14,7 @@ from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
+from tests.helpers import ADMIN_KEY
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,7 @@ def store(store_path: Path) -> ModelStore:
 
 @pytest.fixture
 def settings(store_path: Path) -> Settings:
-    return Settings(store=store_path, max_rows=50, max_body_bytes=20_000)
+    return Settings(store=store_path, max_rows=50, max_body_bytes=20_000, admin_api_key=ADMIN_KEY)
 
 
 @pytest.fixture

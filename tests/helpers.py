@@ -13,6 +13,10 @@ from typing import Any
 
 import httpx
 
+ADMIN_KEY = "test-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+"""Headers that carry the admin API key the test servers are configured with."""
+
 ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0]
 """One valid row for the `default` model (10 features)."""
 

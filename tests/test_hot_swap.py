@@ -15,7 +15,7 @@ import httpx
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ROW, free_port, running_server
+from tests.helpers import ADMIN, ADMIN_KEY, ROW, free_port, running_server
 
 POLL = 0.2
 
@@ -82,8 +82,9 @@ def test_versions_swap_under_traffic_with_no_failed_request(tmp_path: Path) -> N
                     version = response.json().get("model_version") if response.is_success else None
                 log.append((response.status_code, version))
 
+    env = {"MODELSERVE_ADMIN_API_KEY": ADMIN_KEY}
     with running_server(
-        command, port=port, log=tmp_path / "server.log", wait_for="/health/ready"
+        command, port=port, log=tmp_path / "server.log", env=env, wait_for="/health/ready"
     ) as base:
         threads = [
             threading.Thread(target=traffic, args=(seen[i], base, bool(i))) for i in range(2)
@@ -120,7 +121,7 @@ def test_versions_swap_under_traffic_with_no_failed_request(tmp_path: Path) -> N
             wait_for(
                 lambda: any(
                     e["version"] == str(corrupt) and e["state"] == "UNAVAILABLE"
-                    for e in httpx.post(f"{base}/v2/repository/index").json()
+                    for e in httpx.post(f"{base}/v2/repository/index", headers=ADMIN).json()
                 )
             )
             assert serving() == 2
@@ -128,9 +129,9 @@ def test_versions_swap_under_traffic_with_no_failed_request(tmp_path: Path) -> N
             train(TrainConfig(name="default", samples=150, seed=4), store)
             wait_for(lambda: serving() == 4)
             # 4. Another model is unloaded and loaded again while `default` takes traffic.
-            assert httpx.post(f"{base}/v2/repository/models/other/unload").is_success
+            assert httpx.post(f"{base}/v2/repository/models/other/unload", headers=ADMIN).is_success
             assert httpx.get(f"{base}/v2/models/other/ready").status_code == 404
-            assert httpx.post(f"{base}/v2/repository/models/other/load").is_success
+            assert httpx.post(f"{base}/v2/repository/models/other/load", headers=ADMIN).is_success
             assert httpx.get(f"{base}/v2/models/other/ready").status_code == 200
             count = [len(log) for log in seen]
             wait_for(lambda: all(len(log) > c + 20 for log, c in zip(seen, count, strict=True)))

@@ -312,8 +312,8 @@ def test_openapi_documents_requests_responses_and_errors(client: TestClient) -> 
     assert predict["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PredictRequest"
     }
-    assert set(predict["responses"]) == {"200", "404", "413", "422", "503"}
-    for status in ("404", "413", "422", "503"):
+    assert set(predict["responses"]) == {"200", "401", "403", "404", "413", "422", "503", "504"}
+    for status in ("401", "403", "404", "413", "422", "503", "504"):
         assert predict["responses"][status]["content"] == {
             "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
         }

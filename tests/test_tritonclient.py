@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import free_port, running_server
+from tests.helpers import ADMIN, ADMIN_KEY, free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         str(port),
         "--no-train-if-empty",
     ]
-    with running_server(command, port=port, log=root / "server.log", wait_for="/v2/health/ready"):
+    env = {"MODELSERVE_ADMIN_API_KEY": ADMIN_KEY}
+    with running_server(
+        command, port=port, log=root / "server.log", env=env, wait_for="/v2/health/ready"
+    ):
         yield f"127.0.0.1:{port}", store.root
 
 
@@ -129,11 +132,13 @@ def test_errors_raise_with_our_message(client: triton.InferenceServerClient) -> 
 
 
 def test_repository(client: triton.InferenceServerClient) -> None:
-    index = client.get_model_repository_index()
+    index = client.get_model_repository_index(headers=ADMIN)
     assert {"name": "clf", "version": "1", "state": "READY", "reason": ""} in index
-    client.unload_model("clf")
+    client.unload_model("clf", headers=ADMIN)
     assert not client.is_model_ready("clf")
-    client.load_model("clf")
+    client.load_model("clf", headers=ADMIN)
     assert client.is_model_ready("clf")
     with pytest.raises(InferenceServerException, match="model 'nope' is not in the store"):
-        client.load_model("nope")
+        client.load_model("nope", headers=ADMIN)
+    with pytest.raises(InferenceServerException, match="needs the admin API key"):
+        client.unload_model("clf")

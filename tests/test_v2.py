@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import LoadPolicy, ModelStore
-from tests.helpers import ROW
+from tests.helpers import ADMIN, ROW
 
 
 def assert_v2_error(response: httpx.Response, status: int, contains: str) -> None:
@@ -217,29 +217,33 @@ def test_infer_unknown_model_version_and_bad_header(client: TestClient) -> None:
 def test_v2_errors_from_the_framework_are_v2_errors_too(client: TestClient) -> None:
     assert_v2_error(client.get("/v2/nope"), 404, "no route for GET /v2/nope")
     assert_v2_error(client.get("/v2/models/default/infer"), 405, "method GET is not allowed")
-    assert_v2_error(client.post("/v2/repository/index", json={"ready": "maybe"}), 422, "body.ready")
+    assert_v2_error(
+        client.post("/v2/repository/index", json={"ready": "maybe"}, headers=ADMIN),
+        422,
+        "body.ready",
+    )
     big = infer_body([ROW] * 1000)
     assert_v2_error(client.post("/v2/models/default/infer", json=big), 413, "larger than the limit")
 
 
 def test_repository_index_load_and_unload(client: TestClient) -> None:
-    assert client.post("/v2/repository/index").json() == [
+    assert client.post("/v2/repository/index", headers=ADMIN).json() == [
         {"name": "clf", "version": "1", "state": "READY", "reason": ""},
         {"name": "default", "version": "1", "state": "READY", "reason": ""},
     ]
-    assert client.post("/v2/repository/models/clf/unload").json() == {"name": "clf"}
+    assert client.post("/v2/repository/models/clf/unload", headers=ADMIN).json() == {"name": "clf"}
     assert client.get("/v2/models/clf/ready").status_code == 404
     assert_v2_error(
         client.post("/v2/models/clf/infer", json=infer_body([[1, 2, 3, 4]])), 404, "unloaded"
     )
-    index = client.post("/v2/repository/index").json()
+    index = client.post("/v2/repository/index", headers=ADMIN).json()
     assert {"name": "clf", "version": None, "state": "UNAVAILABLE", "reason": "unloaded"} in index
-    assert client.post("/v2/repository/index", json={"ready": True}).json() == [
+    assert client.post("/v2/repository/index", json={"ready": True}, headers=ADMIN).json() == [
         {"name": "default", "version": "1", "state": "READY", "reason": ""}
     ]
     assert client.get("/v2/health/ready").status_code == 200
     assert client.get("/v1/models").json()["models"][0]["name"] == "default"
-    assert client.post("/v2/repository/models/clf/load").json() == {
+    assert client.post("/v2/repository/models/clf/load", headers=ADMIN).json() == {
         "name": "clf",
         "versions": ["1"],
     }
@@ -247,15 +251,21 @@ def test_repository_index_load_and_unload(client: TestClient) -> None:
 
 
 def test_repository_errors(client: TestClient, store: ModelStore) -> None:
-    assert_v2_error(client.post("/v2/repository/models/nope/load"), 404, "not in the store")
-    assert_v2_error(client.post("/v2/repository/models/nope/unload"), 404, "not served")
+    assert_v2_error(
+        client.post("/v2/repository/models/nope/load", headers=ADMIN), 404, "not in the store"
+    )
+    assert_v2_error(
+        client.post("/v2/repository/models/nope/unload", headers=ADMIN), 404, "not served"
+    )
     path = store.version_dir("clf", 1) / "model.skops"
     path.write_bytes(path.read_bytes()[:-1])
-    client.post("/v2/repository/models/clf/unload")
+    client.post("/v2/repository/models/clf/unload", headers=ADMIN)
     assert_v2_error(
-        client.post("/v2/repository/models/clf/load"), 503, "could not be loaded: clf v1"
+        client.post("/v2/repository/models/clf/load", headers=ADMIN),
+        503,
+        "could not be loaded: clf v1",
     )
-    index = client.post("/v2/repository/index").json()
+    index = client.post("/v2/repository/index", headers=ADMIN).json()
     entry = next(e for e in index if e["name"] == "clf")
     assert entry["state"] == "UNAVAILABLE"
     assert "does not match its manifest" in entry["reason"]

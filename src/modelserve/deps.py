@@ -1,13 +1,17 @@
-"""What the route modules share: dependencies on app state, and running CPU work off the loop."""
+"""What the route modules share: app state, API-key checks, and the request deadline."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
+import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from pydantic import SecretStr
 
+from modelserve.errors import DeadlineExceededError, ForbiddenError, UnauthorizedError
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
 
@@ -28,12 +32,75 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def run_cpu(settings: Settings, body_size: int, work: Callable[[], T]) -> T:
-    """Run validation + prediction inline for small bodies, in a worker thread for large ones.
+def _presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
 
-    Large batches never stall the event loop; small ones skip the thread hop, which would cost
-    more than the work itself.
+
+def _matches(presented: str, expected: SecretStr | None) -> bool:
+    if expected is None:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.get_secret_value().encode())
+
+
+def require_inference_key(request: Request, settings: SettingsDep) -> None:
+    """Inference and model metadata: open unless an inference key is configured."""
+    if settings.inference_api_key is None:
+        return
+    presented = _presented_key(request)
+    if presented is None:
+        raise UnauthorizedError(
+            "this endpoint needs an API key: send 'Authorization: Bearer <key>'"
+        )
+    # Both comparisons always run: the time taken does not tell which key was close.
+    inference = _matches(presented, settings.inference_api_key)
+    admin = _matches(presented, settings.admin_api_key)
+    if not (inference or admin):
+        raise ForbiddenError("the API key is not valid")
+
+
+def require_admin_key(request: Request, settings: SettingsDep) -> None:
+    """The repository API: needs the admin key; closed when none is set, unless opened."""
+    if settings.admin_api_key is None:
+        if settings.open_repository:
+            return
+        raise ForbiddenError(
+            "the repository API is off: set MODELSERVE_ADMIN_API_KEY (or "
+            "MODELSERVE_OPEN_REPOSITORY=true on a trusted network)"
+        )
+    presented = _presented_key(request)
+    if presented is None:
+        raise UnauthorizedError(
+            "the repository API needs the admin API key: send 'Authorization: Bearer <key>'"
+        )
+    if not _matches(presented, settings.admin_api_key):
+        raise ForbiddenError("the API key does not grant the repository API")
+
+
+InferenceAccess = Depends(require_inference_key)
+AdminAccess = Depends(require_admin_key)
+
+
+async def read_and_run(request: Request, settings: Settings, work: Callable[[bytes], T]) -> T:
+    """Read the body and run ``work`` on it within the request deadline.
+
+    Small bodies are handled inline (a thread hop would cost more than the work); large ones in
+    a worker thread, so a big batch never stalls the event loop. Past the deadline the client
+    gets a 504 at once; a worker thread still busy is left to finish on its own.
     """
-    if body_size > settings.offload_body_bytes:
-        return await anyio.to_thread.run_sync(work)
-    return work()
+    try:
+        with anyio.fail_after(settings.request_timeout):
+            body = await request.body()
+            if len(body) > settings.offload_body_bytes:
+                return await anyio.to_thread.run_sync(work, body, abandon_on_cancel=True)
+            return work(body)
+    except TimeoutError:
+        raise DeadlineExceededError(
+            f"the request took longer than its deadline of {settings.request_timeout:g} s "
+            "(MODELSERVE_REQUEST_TIMEOUT)"
+        ) from None

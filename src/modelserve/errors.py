@@ -20,6 +20,10 @@
     ├── InvalidInputError            a request the model cannot accept (field-level problems)
     ├── PayloadTooLargeError         a request body over the byte limit
     ├── UnsupportedOutputError       e.g. class probabilities from a regressor
+    ├── DeadlineExceededError        a request took longer than its deadline
+    ├── OverloadedError              too many requests at once: shed, not queued
+    ├── UnauthorizedError            no API key where one is needed
+    ├── ForbiddenError               a wrong key, or a key without the privilege
     └── TrainingError
         ├── DatasetError               CSV missing, empty, non-numeric, no target column
         └── UnknownEstimatorError
@@ -146,6 +150,22 @@ class UnsupportedOutputError(ModelServeError):
     code = "unsupported-output"
 
 
+class DeadlineExceededError(ModelServeError):
+    code = "deadline-exceeded"
+
+
+class OverloadedError(ModelServeError):
+    code = "overloaded"
+
+
+class UnauthorizedError(ModelServeError):
+    code = "unauthorized"
+
+
+class ForbiddenError(ModelServeError):
+    code = "forbidden"
+
+
 class TrainingError(ModelServeError):
     code = "training-failed"
 
@@ -161,7 +181,9 @@ class UnknownEstimatorError(TrainingError):
 __all__ = [
     "ArtifactError",
     "DatasetError",
+    "DeadlineExceededError",
     "DeserializationError",
+    "ForbiddenError",
     "IncompatibleArtifactError",
     "IntegrityError",
     "InvalidInputError",
@@ -171,6 +193,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelServeError",
     "ModelUnavailableError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "PickleNotAllowedError",
     "Problem",
@@ -178,6 +201,7 @@ __all__ = [
     "SmokeTestError",
     "StoreError",
     "TrainingError",
+    "UnauthorizedError",
     "UnknownEstimatorError",
     "UnsupportedOutputError",
     "UntrustedTypeError",

@@ -17,7 +17,11 @@ from fastapi.openapi.utils import get_openapi
 
 from modelserve import __version__
 from modelserve.oip import InferenceRequest
-from modelserve.problems import BodyLimitMiddleware, install_error_handlers
+from modelserve.problems import (
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    install_error_handlers,
+)
 from modelserve.registry import ModelRegistry
 from modelserve.routes import router
 from modelserve.schemas import PredictRequest, ProblemDetails
@@ -25,6 +29,8 @@ from modelserve.settings import Settings
 from modelserve.v2 import router as v2_router
 
 logger = logging.getLogger(__name__)
+
+HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,12 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A fast, safe prediction API for scikit-learn models.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
     app.include_router(router)
     app.include_router(v2_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: excess load is shed before any body is read.
+    app.add_middleware(
+        ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests, exempt=HEALTH_PATHS
+    )
     _complete_openapi(app)
     return app
 

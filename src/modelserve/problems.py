@@ -22,14 +22,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.errors import (
     ArtifactError,
+    DeadlineExceededError,
+    ForbiddenError,
     InvalidInputError,
     InvalidModelNameError,
     ModelNotFoundError,
     ModelServeError,
     ModelUnavailableError,
+    OverloadedError,
     PayloadTooLargeError,
     Problem,
     StoreError,
+    UnauthorizedError,
     UnsupportedOutputError,
     VersionNotFoundError,
 )
@@ -49,10 +53,20 @@ ERROR_TABLE: dict[type[ModelServeError], HTTPStatus] = {
     InvalidModelNameError: HTTPStatus.NOT_FOUND,
     ModelUnavailableError: HTTPStatus.SERVICE_UNAVAILABLE,
     ArtifactError: HTTPStatus.SERVICE_UNAVAILABLE,
+    OverloadedError: HTTPStatus.SERVICE_UNAVAILABLE,
+    DeadlineExceededError: HTTPStatus.GATEWAY_TIMEOUT,
+    UnauthorizedError: HTTPStatus.UNAUTHORIZED,
+    ForbiddenError: HTTPStatus.FORBIDDEN,
     StoreError: HTTPStatus.INTERNAL_SERVER_ERROR,
     ModelServeError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 """Core error class -> HTTP status; the most specific class in an error's MRO wins."""
+
+ERROR_HEADERS: dict[type[ModelServeError], dict[str, str]] = {
+    UnauthorizedError: {"WWW-Authenticate": "Bearer"},
+    OverloadedError: {"Retry-After": "1"},
+}
+"""Headers an error's response carries besides its body."""
 
 
 def status_for(exc: ModelServeError) -> HTTPStatus:
@@ -118,11 +132,16 @@ def _describe_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, ModelServeError):
         status = status_for(exc)
-        if (
-            status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE
-        ):  # 503s are states, logged at load
+        if status in (HTTPStatus.INTERNAL_SERVER_ERROR, HTTPStatus.GATEWAY_TIMEOUT):
             logger.error("%s %s failed: %s", request.method, path, exc.message)
-        return error_response(path, status, exc.message, code=exc.code, problems=exc.problems)
+        return error_response(
+            path,
+            status,
+            exc.message,
+            code=exc.code,
+            problems=exc.problems,
+            headers=ERROR_HEADERS.get(type(exc)),
+        )
     if isinstance(exc, RequestValidationError):
         problems = [
             Problem(tuple(error["loc"]), str(error["msg"]), str(error["type"]).replace("_", "-"))
@@ -201,6 +220,44 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class ConcurrencyLimitMiddleware:
+    """Answer 503 with Retry-After at once when ``limit`` requests are already being served.
+
+    Excess load is shed in microseconds instead of queueing without bound; paths in ``exempt``
+    (health probes) always pass.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: frozenset[str]) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            error = OverloadedError(
+                f"the server is busy with {self.limit} requests "
+                "(MODELSERVE_MAX_CONCURRENT_REQUESTS); retry shortly"
+            )
+            response = error_response(
+                scope["path"],
+                503,
+                error.message,
+                code=error.code,
+                headers=ERROR_HEADERS[OverloadedError],
+            )
+            await response(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -184,7 +184,7 @@ class ModelRegistry:
         for version in sorted(set(state.loaded) - set(loaded)):
             logger.info("dropped %s v%d: its directory left the store", state.name, version)
         new = ModelState(state.name, MappingProxyType(loaded), MappingProxyType(failed))
-        if new.default_version != state.default_version:
+        if state.default_version is not None and new.default_version != state.default_version:
             logger.info(
                 "%s now answers with v%s (was v%s)",
                 state.name,

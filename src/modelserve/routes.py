@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from modelserve.deps import RegistryDep, SettingsDep, run_cpu
+from modelserve.deps import InferenceAccess, RegistryDep, SettingsDep, read_and_run
 from modelserve.errors import ModelUnavailableError
 from modelserve.predictor import Prediction, Predictor
 from modelserve.problems import error_responses
@@ -42,7 +42,7 @@ _PREDICT_BODY: dict[str, Any] = {
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
     }
 }
-_PREDICT_ERRORS = error_responses(404, 413, 422, 503)
+_PREDICT_ERRORS = error_responses(401, 403, 404, 413, 422, 503, 504)
 
 router = APIRouter()
 
@@ -56,8 +56,7 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
-    body = await request.body()
-    prediction = await run_cpu(settings, len(body), lambda: predictor.predict_json(body))
+    prediction = await read_and_run(request, settings, predictor.predict_json)
     return json_response(_prediction_body(predictor, prediction))
 
 
@@ -82,6 +81,7 @@ def _plain(values: np.ndarray) -> Any:
     "/v1/models/{name}/predict",
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
+    dependencies=[InferenceAccess],
     openapi_extra=_PREDICT_BODY,
     summary="Predict with the newest loaded version of a model",
     tags=["predict"],
@@ -96,6 +96,7 @@ async def predict(
     "/v1/models/{name}/versions/{version}/predict",
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
+    dependencies=[InferenceAccess],
     openapi_extra=_PREDICT_BODY,
     summary="Predict with one version of a model",
     tags=["predict"],
@@ -114,6 +115,7 @@ async def predict_version(
     "/predict",
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
+    dependencies=[InferenceAccess],
     openapi_extra=_PREDICT_BODY,
     summary="Predict with the default model",
     tags=["predict"],
@@ -124,7 +126,14 @@ async def predict_default(
     return await _predict(registry.get(settings.default_model), request, settings)
 
 
-@router.get("/v1/models", response_model=ModelList, tags=["models"], summary="List models")
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=error_responses(401, 403),
+    dependencies=[InferenceAccess],
+    tags=["models"],
+    summary="List models",
+)
 async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(
         models=[
@@ -169,7 +178,8 @@ def _detail(registry: ModelRegistry, name: str, version: int | None) -> ModelDet
 @router.get(
     "/v1/models/{name}",
     response_model=ModelDetail,
-    responses=error_responses(404, 503),
+    responses=error_responses(401, 403, 404, 503),
+    dependencies=[InferenceAccess],
     tags=["models"],
     summary="A model's versions and the manifest of its newest loaded version",
 )
@@ -180,7 +190,8 @@ async def model_detail(name: ModelName, registry: RegistryDep) -> ModelDetail:
 @router.get(
     "/v1/models/{name}/versions/{version}",
     response_model=ModelDetail,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
+    dependencies=[InferenceAccess],
     tags=["models"],
     summary="A model's versions and the manifest of one version",
 )

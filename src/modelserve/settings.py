@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
@@ -65,6 +65,32 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
         description="Extra fully qualified type names skops may load, beyond its own defaults.",
     )
+    request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request may take to send its body and be predicted (504 after).",
+    )
+    max_concurrent_requests: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Requests served at once; more are refused at once with 503 and Retry-After "
+            "instead of queueing without bound. Health probes are never refused."
+        ),
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the repository API (index, load, unload); also grants inference.",
+    )
+    inference_api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, predict, infer and model metadata need this key (or the admin key).",
+    )
+    open_repository: bool = Field(
+        default=False,
+        description="Serve the repository API with no key when no admin key is set (trusted nets).",
+    )
+    docs: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
     poll_interval: float = Field(
         default=2.0,
         ge=0,

@@ -12,7 +12,13 @@ from fastapi import APIRouter, Body, Path, Request
 from starlette.responses import Response
 
 from modelserve import __version__, oip
-from modelserve.deps import RegistryDep, SettingsDep, run_cpu
+from modelserve.deps import (
+    AdminAccess,
+    InferenceAccess,
+    RegistryDep,
+    SettingsDep,
+    read_and_run,
+)
 from modelserve.errors import ModelUnavailableError, VersionNotFoundError
 from modelserve.predictor import Predictor
 from modelserve.registry import ModelRegistry
@@ -21,11 +27,13 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _ERROR = {"model": oip.ErrorBody}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _ERROR | {"description": "Bad request"},
+    401: _ERROR | {"description": "API key missing"},
+    403: _ERROR | {"description": "API key wrong or without the privilege"},
     404: _ERROR | {"description": "Unknown model or version"},
     413: _ERROR | {"description": "Body over the byte limit"},
     422: _ERROR | {"description": "Invalid inference request"},
-    503: _ERROR | {"description": "Model or server not ready"},
+    503: _ERROR | {"description": "Model or server not ready, or the server is busy"},
+    504: _ERROR | {"description": "Request deadline exceeded"},
 }
 _INFER_BODY: dict[str, Any] = {
     "requestBody": {
@@ -50,6 +58,8 @@ ModelName = Annotated[str, Path(description="Model name, as in the store.")]
 VersionText = Annotated[str, Path(description="Model version, as assigned by the store.")]
 
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], responses=_ERRORS)
+models = APIRouter(dependencies=[InferenceAccess])
+repository = APIRouter(prefix="/repository", dependencies=[AdminAccess])
 
 
 def _version(name: str, text: str) -> int:
@@ -81,12 +91,12 @@ def _metadata(registry: ModelRegistry, name: str, version: int | None) -> oip.Mo
     return oip.model_metadata(name, versions, predictor.manifest)
 
 
-@router.get("/models/{name}", response_model=oip.ModelMetadata, summary="Model metadata")
+@models.get("/models/{name}", response_model=oip.ModelMetadata, summary="Model metadata")
 async def model_metadata(name: ModelName, registry: RegistryDep) -> oip.ModelMetadata:
     return _metadata(registry, name, None)
 
 
-@router.get(
+@models.get(
     "/models/{name}/versions/{version}",
     response_model=oip.ModelMetadata,
     summary="Model version metadata",
@@ -97,13 +107,13 @@ async def model_version_metadata(
     return _metadata(registry, name, _version(name, version))
 
 
-@router.get("/models/{name}/ready", summary="Model readiness: 200 when ready")
+@models.get("/models/{name}/ready", summary="Model readiness: 200 when ready")
 async def model_ready(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
     registry.get(name)
     return {"name": name, "ready": True}
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
+@models.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
 async def model_version_ready(
     name: ModelName, version: VersionText, registry: RegistryDep
 ) -> dict[str, Any]:
@@ -112,9 +122,12 @@ async def model_version_ready(
 
 
 async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
-    body = await request.body()
-    header_length = oip.parse_header_length(request.headers.get(HEADER_LENGTH), len(body))
-    encoded = await run_cpu(settings, len(body), lambda: oip.infer(predictor, body, header_length))
+    header = request.headers.get(HEADER_LENGTH)
+
+    def work(body: bytes) -> oip.EncodedResponse:
+        return oip.infer(predictor, body, oip.parse_header_length(header, len(body)))
+
+    encoded = await read_and_run(request, settings, work)
     if encoded.header_length is None:
         return Response(encoded.body, media_type="application/json")
     return Response(
@@ -124,7 +137,7 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
     )
 
 
-@router.post(
+@models.post(
     "/models/{name}/infer",
     response_model=oip.InferenceResponse,
     openapi_extra=_INFER_BODY,
@@ -136,7 +149,7 @@ async def infer(
     return await _infer(registry.get(name), request, settings)
 
 
-@router.post(
+@models.post(
     "/models/{name}/versions/{version}/infer",
     response_model=oip.InferenceResponse,
     openapi_extra=_INFER_BODY,
@@ -152,8 +165,8 @@ async def infer_version(
     return await _infer(registry.get(name, _version(name, version)), request, settings)
 
 
-@router.post(
-    "/repository/index",
+@repository.post(
+    "/index",
     response_model=list[oip.RepositoryModel],
     summary="Every model and version, with its state and any refusal reason",
 )
@@ -175,13 +188,17 @@ async def repository_index(
     return entries
 
 
-@router.post("/repository/models/{name}/load", summary="Load (or reload) a model from the store")
+@repository.post("/models/{name}/load", summary="Load (or reload) a model from the store")
 async def repository_load(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
     state = await anyio.to_thread.run_sync(registry.load_model, name)
     return {"name": name, "versions": [str(v) for v in sorted(state.loaded)]}
 
 
-@router.post("/repository/models/{name}/unload", summary="Stop serving a model")
+@repository.post("/models/{name}/unload", summary="Stop serving a model")
 async def repository_unload(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
     await anyio.to_thread.run_sync(registry.unload_model, name)
     return {"name": name}
+
+
+router.include_router(models)
+router.include_router(repository)

@@ -1,0 +1,39 @@
+"""A model whose predict takes a known time: for deadline, overload and shutdown tests.
+
+Published as a pickle (it is a custom class), so servers that load it need allow_pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from typing import Any
+
+from modelserve.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.train_model import TrainConfig, train
+
+
+class SlowRegressor:
+    """Wraps a fitted regressor; ``predict`` sleeps ``delay`` seconds first."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.n_features_in_ = inner.n_features_in_
+
+    def predict(self, X: Any) -> Any:
+        time.sleep(self.delay)
+        return self.inner.predict(X)
+
+
+def publish_slow_model(store: ModelStore, name: str, delay: float) -> None:
+    """Publish `name` v1: a 10-feature linear model whose predict sleeps ``delay`` seconds."""
+    train(TrainConfig(name=name, samples=100, format="pickle"), store)
+    inner = store.load(name, 1, LoadPolicy(allow_pickle=True)).estimator
+    payload = pickle.dumps(SlowRegressor(inner, delay))
+    directory = store.version_dir(name, 1)
+    (directory / "model.pkl").write_bytes(payload)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest.update(sha256=sha256_hex(payload), size_bytes=len(payload))
+    (directory / "manifest.json").write_text(json.dumps(manifest))
