@@ -16,6 +16,7 @@ from modelserve.settings import Settings
 from modelserve.store import ModelStore
 from tests.helpers import ADMIN, ROW, assert_problem, free_port, running_server
 from tests.slow_model import publish_slow_model
+from tests.test_store import MARKER_NAME, plant_malicious_pickle
 
 INFERENCE_KEY = "test-inference-key"
 
@@ -158,3 +159,46 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
             assert elapsed < 0.5  # shed at once, not queued behind the slow ones
             assert response.headers["retry-after"] == "1"
             assert_problem(response, 503, "overloaded", detail_contains="busy with 2 requests")
+
+
+def test_malicious_pickle_never_runs_from_the_watcher_or_the_repository_api(
+    store: ModelStore, store_path: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / MARKER_NAME
+    settings = Settings(
+        store=store_path, allow_pickle=True, poll_interval=0.05, admin_api_key="test-admin-key"
+    )
+    with TestClient(create_app(settings)) as client:
+        plant_malicious_pickle(store, marker, matching_hash=False)  # appears while serving
+
+        def refused() -> bool:
+            index = client.post("/v2/repository/index", headers=ADMIN).json()
+            return any(e["name"] == "evil" and e["state"] == "UNAVAILABLE" for e in index)
+
+        deadline = time.monotonic() + 10
+        while not refused():
+            assert time.monotonic() < deadline, "the watcher never looked at the planted model"
+            time.sleep(0.05)
+        response = client.post("/v2/repository/models/evil/load", headers=ADMIN)
+        assert response.status_code == 503
+        assert "does not match its manifest" in response.json()["error"]
+    assert not marker.exists()
+
+
+def test_pickle_with_a_matching_hash_is_still_refused_while_pickle_is_off(
+    store: ModelStore, store_path: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / MARKER_NAME
+    plant_malicious_pickle(store, marker, matching_hash=True)
+    settings = Settings(store=store_path, admin_api_key="test-admin-key")
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v2/repository/models/evil/load", headers=ADMIN)
+        assert response.status_code == 503
+        assert "pickle loading is off" in response.json()["error"]
+        assert_problem(
+            client.post("/v1/models/evil/predict", json={"instances": [[1, 2, 3]]}),
+            503,
+            "model-unavailable",
+            detail_contains="MODELSERVE_ALLOW_PICKLE",
+        )
+    assert not marker.exists()
