@@ -176,9 +176,13 @@ def serve_command(
         log_level=log_level,
     )
     _configure_logging(settings.log_level)
-    if train_if_empty and ModelStore(settings.store).is_empty():
+    model_store = ModelStore(settings.store)
+    if train_if_empty and model_store.is_empty() and not settings.store.is_file():
         logger.info("the store %s is empty: training the default model", settings.store)
         _report(_train(TrainConfig(name=settings.default_model), settings.store))
+    problem = model_store.problem()
+    if problem is not None:
+        _fail(problem)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

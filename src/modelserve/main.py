@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelserve import __version__
+from modelserve.errors import StoreError
 from modelserve.oip import InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings)
+        problem = registry.store.problem()
+        if problem is not None:
+            raise StoreError(problem)
         # Verifying and deserializing is blocking file and CPU work: keep it off the loop.
         await anyio.to_thread.run_sync(registry.load_all)
         app.state.registry = registry

@@ -124,6 +124,11 @@ class ModelRegistry:
         stay unloaded until loaded again.
         """
         with self._lock:
+            problem = self.store.problem()
+            if problem is not None and self._models:
+                # An unmounted or unreadable store must not take the served models down with it.
+                logger.error("%s; keeping the models already loaded", problem)
+                return
             names = set(self.store.list_models())
             current = self._models
             updated = {
@@ -135,19 +140,47 @@ class ModelRegistry:
             )
 
     def load_model(self, name: str) -> ModelState:
-        """Load (or reload) a model from the store, retrying refused versions; for /load."""
+        """Load (or reload) every version of a model from the store, verifying each afresh.
+
+        A version that was serving but no longer verifies on disk (files deleted or changed)
+        keeps serving its verified copy from memory, and the reload is refused with the reason.
+        """
         with self._lock:
             previous = self._models.get(name)
             if previous is None and name not in self.store.list_models():
                 raise ModelNotFoundError(f"model {name!r} is not in the store at {self.store.root}")
-            state = self._sync_model(
-                ModelState(name, loaded=previous.loaded if previous else MappingProxyType({})),
-            )
+            serving = previous.loaded if previous else {}
+            loaded: dict[int, Predictor] = {}
+            failed: dict[int, Failure] = {}
+            refused: list[str] = []
+            for version in self._versions_on_disk(name):
+                try:
+                    loaded[version] = self.load_predictor(name, version)
+                except (ArtifactError, StoreError) as exc:
+                    if version in serving:
+                        loaded[version] = serving[version]
+                        refused.append(exc.message)
+                    else:
+                        fingerprint = _fingerprint(self.store.version_dir(name, version))
+                        failed[version] = Failure(exc.message, fingerprint)
+                    logger.error("refused to load %s v%d: %s", name, version, exc.message)
+            state = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
             self._publish({**self._models, name: state})
+        if refused:
+            raise ModelUnavailableError(
+                f"reload of {name!r} refused: {'; '.join(refused)}; the copy verified at its "
+                "first load keeps serving from memory"
+            )
         if not state.loaded:
             reasons = "; ".join(f.reason for f in state.failed.values()) or "no versions"
             raise ModelUnavailableError(f"model {name!r} could not be loaded: {reasons}")
         return state
+
+    def _versions_on_disk(self, name: str) -> list[int]:
+        try:
+            return self.store.list_versions(name)
+        except StoreError:
+            return []
 
     def unload_model(self, name: str) -> None:
         """Stop serving a model until it is loaded again; the store is left as it is."""
@@ -160,10 +193,7 @@ class ModelRegistry:
     def _sync_model(self, state: ModelState) -> ModelState:
         if state.unloaded:
             return state
-        try:
-            on_disk = self.store.list_versions(state.name)
-        except StoreError:
-            on_disk = []
+        on_disk = self._versions_on_disk(state.name)
         loaded = {v: p for v, p in state.loaded.items() if v in on_disk}
         failed: dict[int, Failure] = {}
         for version in on_disk:

@@ -143,6 +143,18 @@ class ModelStore:
     def latest_version(self, name: str) -> int:
         return self.list_versions(name)[-1]
 
+    def problem(self) -> str | None:
+        """Why the store cannot be read, or None when it can."""
+        if not self.root.exists():
+            return f"model store {self.root} does not exist"
+        if not self.root.is_dir():
+            return f"model store {self.root} is not a directory"
+        try:
+            next(self.root.iterdir(), None)
+        except OSError as exc:
+            return f"model store {self.root} cannot be read: {exc.strerror or exc}"
+        return None
+
     def is_empty(self) -> bool:
         return not self.list_models()
 
