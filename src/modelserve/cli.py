@@ -9,8 +9,10 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import orjson
@@ -183,6 +185,9 @@ def serve_command(
     problem = model_store.problem()
     if problem is not None:
         _fail(problem)
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a drained,
+    # orderly stop is a success, so the process exits 0 instead of dying by the signal.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -298,6 +303,10 @@ def _root(
     if version:
         typer.echo(f"modelserve {__version__}")
         raise typer.Exit
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _configure_logging(level: str) -> None:
