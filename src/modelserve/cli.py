@@ -17,15 +17,24 @@ from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from rich.console import Console
 
 from modelserve import __version__
 from modelserve.errors import ModelServeError
-from modelserve.registry import ModelRegistry
+from modelserve.registry import ModelRegistry, load_policy
 from modelserve.settings import Settings
+from modelserve.signing import generate_keys, load_signing_key
 from modelserve.store import ModelStore
-from modelserve.train_model import ESTIMATORS, TrainConfig, TrainResult, estimator_kind, train
+from modelserve.train_model import (
+    ESTIMATORS,
+    TrainConfig,
+    TrainResult,
+    estimator_kind,
+    import_pickle,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +47,15 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Inspect the model store.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(help="Ed25519 keys that sign and verify manifests.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 _err = Console(stderr=True)
 
+SigningKeyOption = Annotated[
+    Path | None,
+    typer.Option(help="Sign the manifest with this Ed25519 key [env: MODELSERVE_SIGNING_KEY]."),
+]
 StoreOption = Annotated[
     Path | None,
     typer.Option(
@@ -83,11 +98,21 @@ def _report(result: TrainResult) -> None:
     typer.echo("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in manifest.metrics.items()))
 
 
-def _train(config: TrainConfig, store: Path) -> TrainResult:
+def _signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    if settings.signing_key is None:
+        return None
+    try:
+        return load_signing_key(settings.signing_key)
+    except ModelServeError as exc:
+        _fail(exc.message)
+
+
+def _train(config: TrainConfig, settings: Settings) -> TrainResult:
+    key = _signing_key(settings)
     try:
         kind = estimator_kind(config.estimator)
         with _err.status(f"Training {kind.description} ({config.name})…", spinner="dots"):
-            return train(config, ModelStore(store))
+            return train(config, ModelStore(settings.store), key)
     except ModelServeError as exc:
         _fail(exc.message)
 
@@ -108,10 +133,11 @@ def train_command(
     format: Annotated[
         Format, typer.Option(help="Artifact format; pickle needs MODELSERVE_ALLOW_PICKLE to serve.")
     ] = Format.skops,
+    signing_key: SigningKeyOption = None,
     store: StoreOption = None,
 ) -> None:
     """Fit a model and publish it as the next version in the store."""
-    settings = _settings(store=store)
+    settings = _settings(store=store, signing_key=signing_key)
     config = TrainConfig(
         name=name,
         estimator=estimator,
@@ -124,7 +150,7 @@ def train_command(
         target=target,
         format=format.value,
     )
-    _report(_train(config, settings.store))
+    _report(_train(config, settings))
     if format is Format.pickle and not settings.allow_pickle:
         _err.print(
             "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
@@ -181,10 +207,14 @@ def serve_command(
     model_store = ModelStore(settings.store)
     if train_if_empty and model_store.is_empty() and not settings.store.is_file():
         logger.info("the store %s is empty: training the default model", settings.store)
-        _report(_train(TrainConfig(name=settings.default_model), settings.store))
+        _report(_train(TrainConfig(name=settings.default_model), settings))
     problem = model_store.problem()
     if problem is not None:
         _fail(problem)
+    try:
+        load_policy(settings)  # a verify key that cannot be used stops here, in one line
+    except ModelServeError as exc:
+        _fail(exc.message)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a drained,
     # orderly stop is a success, so the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
@@ -284,8 +314,8 @@ def models_show(
 ) -> None:
     """Print one version's manifest; with --verify (default) check it loads as the server would."""
     settings = _settings(store=store)
-    registry = ModelRegistry(settings)
     try:
+        registry = ModelRegistry(settings)
         manifest = registry.store.read_manifest(name, version)
         if verify:
             registry.load_predictor(name, manifest.version)
@@ -294,6 +324,61 @@ def models_show(
     typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
     if verify:
         _err.print(f"verified: {name} v{manifest.version} loads and matches its manifest")
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[
+        Path, typer.Argument(help="A fitted scikit-learn estimator saved with pickle.")
+    ],
+    name: Annotated[str, typer.Option(help="Model name in the store.")],
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle", help="Unpickle the file: this runs its code, so trust its source."
+        ),
+    ] = False,
+    feature_names: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated feature names [default: the estimator's, or x0, x1…]."),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option(help="Publish as skops (re-serialized) or keep the pickle bytes.")
+    ] = Format.skops,
+    signing_key: SigningKeyOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Publish an estimator pickled elsewhere; its sha256 is recorded in the manifest."""
+    settings = _settings(store=store, signing_key=signing_key)
+    key = _signing_key(settings)
+    names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+    try:
+        result = import_pickle(
+            path,
+            name,
+            ModelStore(settings.store),
+            trust_pickle=trust_pickle,
+            feature_names=names,
+            fmt=format.value,
+            signing_key=key,
+        )
+    except ModelServeError as exc:
+        _fail(exc.message)
+    _report(result)
+    typer.echo(f"source:  {path} (sha256 {result.manifest.training_data.sha256})")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[Path, typer.Option(help="Directory for signing-key.pem and verify-key.pem.")],
+) -> None:
+    """Create an Ed25519 key pair: signing-key.pem for training, verify-key.pem for servers."""
+    try:
+        private, public = generate_keys(out)
+    except ModelServeError as exc:
+        _fail(exc.message)
+    typer.echo(f"signing key: {private}  (train with MODELSERVE_SIGNING_KEY={private})")
+    typer.echo(f"verify key:  {public}  (serve with MODELSERVE_VERIFY_KEY={public})")
 
 
 @app.callback(invoke_without_command=True)

@@ -14,8 +14,10 @@
     │   ├── IncompatibleArtifactError  trained with another scikit-learn version
     │   ├── UntrustedTypeError         skops file holds a type outside the allowlist
     │   ├── PickleNotAllowedError      pickle artifact while pickle loading is off
+    │   ├── SignatureError             unsigned or wrongly signed, while signatures are required
     │   ├── DeserializationError       the verified file still failed to load
     │   └── SmokeTestError             the loaded model failed its trial prediction
+    ├── SigningKeyError              a signing or verify key that cannot be used
     ├── ModelUnavailableError        a model exists but none of its versions loaded
     ├── InvalidInputError            a request the model cannot accept (field-level problems)
     ├── PayloadTooLargeError         a request body over the byte limit
@@ -111,6 +113,14 @@ class PickleNotAllowedError(ArtifactError):
     code = "pickle-not-allowed"
 
 
+class SignatureError(ArtifactError):
+    code = "signature-invalid"
+
+
+class SigningKeyError(ModelServeError):
+    code = "signing-key-invalid"
+
+
 class DeserializationError(ArtifactError):
     code = "deserialization-failed"
 
@@ -198,6 +208,8 @@ __all__ = [
     "PickleNotAllowedError",
     "Problem",
     "PublishError",
+    "SignatureError",
+    "SigningKeyError",
     "SmokeTestError",
     "StoreError",
     "TrainingError",

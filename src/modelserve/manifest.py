@@ -23,14 +23,14 @@ class _Frozen(BaseModel):
 
 
 class FeatureSpec(_Frozen):
-    """One input feature and the statistics of its training data."""
+    """One input feature and the statistics of its training data (unknown for imports)."""
 
     name: str = Field(min_length=1)
     dtype: Literal["float64"] = "float64"
-    min: float
-    max: float
-    mean: float
-    std: float
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
 
 
 class FeatureSchema(_Frozen):

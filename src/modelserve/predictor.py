@@ -186,7 +186,7 @@ class Predictor:
 
     def smoke_test(self) -> None:
         """Predict one row of training means; raise SmokeTestError if the answer is unusable."""
-        row = np.array([[f.mean for f in self.manifest.input_schema.features]])
+        row = np.array([[f.mean or 0.0 for f in self.manifest.input_schema.features]])
         label = f"{self.name} v{self.version}"
         try:
             result = self.predict_batch(Batch(rows=row, return_probabilities=self.is_classifier))

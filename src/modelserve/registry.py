@@ -28,6 +28,7 @@ from modelserve.errors import (
 )
 from modelserve.predictor import Predictor
 from modelserve.settings import Settings
+from modelserve.signing import load_verify_key
 from modelserve.store import LoadPolicy, ModelStore
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def load_policy(settings: Settings) -> LoadPolicy:
         trusted_types=tuple(settings.trusted_types),
         allow_pickle=settings.allow_pickle,
         allow_version_mismatch=settings.allow_version_mismatch,
+        verify_key=None if settings.verify_key is None else load_verify_key(settings.verify_key),
     )
 
 

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
             "serving; 0 turns the watcher off."
         ),
     )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that `modelserve train` signs manifests with.",
+    )
+    verify_key: Path | None = Field(
+        default=None,
+        description="Ed25519 public key (PEM); unsigned or badly signed versions are then refused.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of modelserve and uvicorn."
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import sklearn
 import skops.io as sio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelserve.errors import (
@@ -39,6 +40,7 @@ from modelserve.errors import (
     ModelNotFoundError,
     PickleNotAllowedError,
     PublishError,
+    SignatureError,
     UntrustedTypeError,
     VersionNotFoundError,
 )
@@ -54,6 +56,7 @@ from modelserve.manifest import (
     Task,
     TrainingData,
 )
+from modelserve.signing import SIGNATURE_FILE, sign, verify
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class LoadPolicy:
     trusted_types: tuple[str, ...] = ()
     allow_pickle: bool = False
     allow_version_mismatch: bool = False
+    verify_key: Ed25519PublicKey | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +177,13 @@ class ModelStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def read_manifest(self, name: str, version: int | None = None) -> Manifest:
-        """Read and validate one version's manifest (the newest when ``version`` is None)."""
+    def read_manifest(
+        self, name: str, version: int | None = None, verify_key: Ed25519PublicKey | None = None
+    ) -> Manifest:
+        """Read and validate one version's manifest (the newest when ``version`` is None).
+
+        With ``verify_key``, the manifest's bytes must carry a valid signature first.
+        """
         if version is None:
             version = self.latest_version(name)
         directory = self.version_dir(name, version)
@@ -188,6 +197,8 @@ class ModelStore:
             raise ManifestError(f"{name} v{version}: {MANIFEST_FILE} is missing") from exc
         except OSError as exc:
             raise ManifestError(f"{name} v{version}: cannot read {MANIFEST_FILE}: {exc}") from exc
+        if verify_key is not None:
+            _check_signature(f"{name} v{version}", raw, directory / SIGNATURE_FILE, verify_key)
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -214,7 +225,7 @@ class ModelStore:
         Raises an :class:`~modelserve.errors.ArtifactError` subclass for anything that must not
         be served; the model file is never deserialized before its sha256 matched.
         """
-        manifest = self.read_manifest(name, version)
+        manifest = self.read_manifest(name, version, policy.verify_key)
         label = f"{manifest.name} v{manifest.version}"
         if manifest.format == "pickle" and not policy.allow_pickle:
             raise PickleNotAllowedError(
@@ -283,12 +294,18 @@ class ModelStore:
     # -- publishing ---------------------------------------------------------------------------
 
     def publish(
-        self, name: str, payload: bytes, fmt: ArtifactFormat, draft: ManifestDraft
+        self,
+        name: str,
+        payload: bytes,
+        fmt: ArtifactFormat,
+        draft: ManifestDraft,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> Manifest:
         """Publish ``payload`` as the next version of ``name`` and return its manifest.
 
         Safe against concurrent publishers: a version directory that appeared meanwhile is never
-        replaced; the next free number is taken instead.
+        replaced; the next free number is taken instead. With ``signing_key`` the manifest's
+        signature is written beside it, inside the same atomic rename.
         """
         validate_model_name(name)
         model_dir = self.root / name
@@ -313,7 +330,10 @@ class ModelStore:
                     size_bytes=len(payload),
                     **dict(draft),
                 )
-                _write_synced(tmp / MANIFEST_FILE, _manifest_json(manifest))
+                document = _manifest_json(manifest)
+                _write_synced(tmp / MANIFEST_FILE, document)
+                if signing_key is not None:
+                    _write_synced(tmp / SIGNATURE_FILE, sign(signing_key, document))
                 _fsync_dir(tmp)
                 try:
                     # rename(2) refuses a non-empty target, so a version is never overwritten.
@@ -332,6 +352,23 @@ class ModelStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_signature(label: str, manifest: bytes, path: Path, key: Ed25519PublicKey) -> None:
+    try:
+        signature = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SignatureError(
+            f"{label} is not signed ({SIGNATURE_FILE} is missing) and this server requires "
+            "signed manifests (MODELSERVE_VERIFY_KEY)"
+        ) from exc
+    except OSError as exc:
+        raise SignatureError(f"{label}: cannot read {SIGNATURE_FILE}: {exc}") from exc
+    if not verify(key, manifest, signature):
+        raise SignatureError(
+            f"{label}: the manifest's signature does not match the server's verify key; "
+            "refusing to load it"
+        )
 
 
 def _check_estimator(label: str, estimator: Any, manifest: Manifest) -> None:
