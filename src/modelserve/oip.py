@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from modelserve.errors import InvalidInputError, Loc, Problem
 from modelserve.manifest import Manifest
@@ -117,7 +117,7 @@ class ServerMetadata(BaseModel):
 
 
 class RepositoryIndexRequest(BaseModel):
-    ready: bool = False
+    ready: StrictBool = False
 
 
 class RepositoryModel(BaseModel):

@@ -16,7 +16,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     Strict,
+    StrictBool,
     Tag,
     create_model,
 )
@@ -31,6 +33,10 @@ ROW_ERROR = "row_type"
 ROW_MESSAGE = "each row must be an array of numbers or an object of feature: number"
 
 
+# One row for the default model's 10 features, as JSON for the OpenAPI examples.
+_EXAMPLE_ROW: list[JsonValue] = [0.1, -1.2, 0.3, 0.0, 2.1, -0.5, 1.0, 0.7, -0.2, 0.4]
+
+
 class PredictRequest(BaseModel):
     """A batch of rows to predict (the generic shape; each model narrows it to its schema)."""
 
@@ -38,8 +44,11 @@ class PredictRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"instances": [[0.1, -1.2, 0.3, 0.0, 2.1, -0.5, 1.0, 0.7, -0.2, 0.4]]},
-                {"instances": [{"x0": 0.1, "x1": -1.2}], "return_probabilities": False},
+                {"instances": [_EXAMPLE_ROW]},
+                {
+                    "instances": [{f"x{i}": value for i, value in enumerate(_EXAMPLE_ROW)}],
+                    "return_probabilities": False,
+                },
             ]
         },
     )
@@ -51,7 +60,7 @@ class PredictRequest(BaseModel):
             "mapping every feature name to a number."
         ),
     )
-    return_probabilities: bool = Field(
+    return_probabilities: StrictBool = Field(
         default=False, description="Also return class probabilities (classifiers only)."
     )
 
@@ -162,6 +171,6 @@ def request_model_for(manifest: Manifest, max_rows: int) -> type[BaseModel]:
         f"PredictRequest_{manifest.name}_v{manifest.version}",
         __config__=ConfigDict(extra="forbid"),
         instances=(list[row], Field(min_length=1, max_length=max_rows)),
-        return_probabilities=(bool, False),
+        return_probabilities=(StrictBool, False),
     )
     return model

@@ -27,6 +27,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _ERROR = {"model": oip.ErrorBody}
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _ERROR | {"description": "Body is not JSON"},
     401: _ERROR | {"description": "API key missing"},
     403: _ERROR | {"description": "API key wrong or without the privilege"},
     404: _ERROR | {"description": "Unknown model or version"},
