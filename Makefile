@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck unit install install-dev clean
+.PHONY: run test test-slow lint typecheck unit install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ typecheck: $(STAMP_DEV)
 	$(BIN)/mypy src
 
 unit: $(STAMP_DEV)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+## test-slow: the long tests (soak); .ci/run runs them after `make test`
+test-slow: $(STAMP_DEV)
+	$(BIN)/pytest -m slow -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,12 @@ def free_port() -> int:
         return port
 
 
+class Server(str):
+    """The base URL of a running server process, which also knows the process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def running_server(
     command: list[str],
@@ -52,13 +58,14 @@ def running_server(
     env: dict[str, str] | None = None,
     wait_for: str = "/health/live",
     timeout: float = 60.0,
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """Start a real server process on loopback, wait until ``wait_for`` answers 200, stop it."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
-        base = f"http://127.0.0.1:{port}"
+        base = Server(f"http://127.0.0.1:{port}")
+        base.pid = process.pid
         try:
             deadline = time.monotonic() + timeout
             while True:
