@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def serve_command(store: Path | str, port: int, *flags: str) -> list[str]:
+    """The command line of `modelserve serve` on ``port`` for ``store`` (never trains)."""
+    return [
+        sys.executable, "-m", "modelserve", "serve", "--store", str(store), "--port", str(port),
+        "--no-train-if-empty", *flags,
+    ]  # fmt: skip
 
 
 class Server(str):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ADMIN_KEY, free_port, running_server
+from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command
 
 CONFIG = Path(__file__).parent / "contract" / "schemathesis.toml"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -24,17 +24,7 @@ def test_schemathesis_all_checks_pass_on_both_apis(tmp_path: Path) -> None:
     train(TrainConfig(name="default", samples=100), store)
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=100, features=4), store)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modelserve",
-        "serve",
-        "--store",
-        str(store.root),
-        "--port",
-        str(port),
-        "--no-train-if-empty",
-    ]
+    command = serve_command(store.root, port)
     env = {"MODELSERVE_ADMIN_API_KEY": ADMIN_KEY}
     with running_server(
         command, port=port, log=tmp_path / "server.log", env=env, wait_for="/health/ready"

@@ -15,7 +15,7 @@ import httpx
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ADMIN, ADMIN_KEY, ROW, free_port, running_server
+from tests.helpers import ADMIN, ADMIN_KEY, ROW, free_port, running_server, serve_command
 
 POLL = 0.2
 
@@ -49,19 +49,7 @@ def test_versions_swap_under_traffic_with_no_failed_request(tmp_path: Path) -> N
     train(TrainConfig(name="default", samples=200), store)
     train(TrainConfig(name="other", samples=100, features=3), store)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modelserve",
-        "serve",
-        "--store",
-        str(store.root),
-        "--port",
-        str(port),
-        "--poll-interval",
-        str(POLL),
-        "--no-train-if-empty",
-    ]
+    command = serve_command(store.root, port, "--poll-interval", str(POLL))
     stop = threading.Event()
     seen: list[list[tuple[int, int | None]]] = [[], []]
 

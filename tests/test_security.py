@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
-from tests.helpers import ADMIN, ROW, assert_problem, free_port, running_server
+from tests.helpers import ADMIN, ROW, assert_problem, free_port, running_server, serve_command
 from tests.slow_model import publish_slow_model
 from tests.test_store import MARKER_NAME, plant_malicious_pickle
 
@@ -114,18 +113,7 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     publish_slow_model(store, "slow", delay=1.5)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modelserve",
-        "serve",
-        "--store",
-        str(store.root),
-        "--port",
-        str(port),
-        "--allow-pickle",
-        "--no-train-if-empty",
-    ]
+    command = serve_command(store.root, port, "--allow-pickle")
     env = {"MODELSERVE_MAX_CONCURRENT_REQUESTS": "2", "MODELSERVE_OFFLOAD_BODY_BYTES": "0"}
     results: list[tuple[int, float, httpx.Response]] = []
     lock = threading.Lock()

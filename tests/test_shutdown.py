@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from modelserve.store import ModelStore
-from tests.helpers import ROW, free_port
+from tests.helpers import ROW, free_port, serve_command
 from tests.slow_model import publish_slow_model
 
 
@@ -24,18 +23,7 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_pa
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelserve",
-            "serve",
-            "--store",
-            str(store.root),
-            "--port",
-            str(port),
-            "--allow-pickle",
-            "--no-train-if-empty",
-        ],
+        serve_command(store.root, port, "--allow-pickle"),
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "MODELSERVE_OFFLOAD_BODY_BYTES": "0"},

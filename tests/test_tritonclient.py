@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ADMIN, ADMIN_KEY, free_port, running_server
+from tests.helpers import ADMIN, ADMIN_KEY, free_port, running_server, serve_command
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     train(TrainConfig(name="default", samples=200, seed=9), store)
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modelserve",
-        "serve",
-        "--store",
-        str(store.root),
-        "--port",
-        str(port),
-        "--no-train-if-empty",
-    ]
+    command = serve_command(store.root, port)
     env = {"MODELSERVE_ADMIN_API_KEY": ADMIN_KEY}
     with running_server(
         command, port=port, log=root / "server.log", env=env, wait_for="/v2/health/ready"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ import pytest
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ROW, free_port, running_server
+from tests.helpers import ROW, free_port, running_server, serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -78,23 +77,9 @@ def test_soak_mixed_traffic(tmp_path: Path) -> None:
     train(TrainConfig(name="default", samples=500), store)
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=300, features=4), store)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modelserve",
-        "serve",
-        "--store",
-        str(store.root),
-        "--port",
-        str(port),
-        "--no-train-if-empty",
-        "--max-rows",
-        "100",
-        "--max-body-bytes",
-        "65536",
-        "--log-level",
-        "warning",
-    ]
+    command = serve_command(
+        store.root, port, "--max-rows", "100", "--max-body-bytes", "65536", "--log-level", "warning"
+    )
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     lock = threading.Lock()
