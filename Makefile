@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test test-slow lint typecheck unit install install-dev clean
+.PHONY: run test test-slow bench lint typecheck unit install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ unit: $(STAMP_DEV)
 ## test-slow: the long tests (soak); .ci/run runs them after `make test`
 test-slow: $(STAMP_DEV)
 	$(BIN)/pytest -m slow -s
+
+## bench: ceiling vs tutorial FastAPI app vs modelserve (wrk, pinned cores) -> bench/RESULTS.md
+bench: $(STAMP_DEV)
+	command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
+	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

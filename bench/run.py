@@ -1,0 +1,273 @@
+"""Benchmark: the HTTP ceiling, a tutorial FastAPI app and modelserve, side by side.
+
+Each server runs alone, pinned to core 1 (taskset); wrk runs pinned to core 0. Every server's
+answers are checked against the model before it is timed. Each figure is the median of
+BENCH_RUNS runs of BENCH_DURATION seconds, and each is reported as a ratio to the ceiling
+measured in the same run. Writes bench/RESULTS.md.
+
+    make bench                                  # 3 x 15 s per workload
+    BENCH_DURATION=3 BENCH_RUNS=1 make bench    # a quick look
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import skops.io as sio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from modelserve.store import ModelStore  # noqa: E402
+from modelserve.train_model import TrainConfig, train  # noqa: E402
+
+DURATION = int(os.environ.get("BENCH_DURATION", "15"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+SERVER_CPU, CLIENT_CPU = "1", "0"
+PYTHON = sys.executable
+WORKLOADS = {"W1": (1, 32), "W2": (100, 8), "W3": (10_000, 2)}  # rows per request, connections
+LUA = """
+local f = io.open("{body}", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "{content_type}"
+{extra}
+"""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    ready_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    start_to_ready_s: float = 0.0
+    idle_rss_mib: float = 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Set on this workplace for old OpenBLAS builds; they slow a current NumPy. Unset for all
+    # servers alike.
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(server: Server, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = ["taskset", "-c", SERVER_CPU, *[part.replace("{port}", str(port)) for part in server.command]]
+    env = {**bench_env(), **server.env}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}{server.ready_path}"
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"{server.name} exited:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.005)
+    server.start_to_ready_s = time.perf_counter() - started
+    time.sleep(1.0)
+    server.idle_rss_mib = rss_mib(process.pid)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wrk(url: str, script: Path, connections: int) -> Result:
+    output = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{DURATION}s",
+         "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors:.*?timeout (\d+)"):
+        found = re.search(pattern, output)
+        errors += int(found.group(1)) if found else 0
+    return Result(rps, latency("50.000") if "50.000%" in output else latency("50"), latency("99"), errors)
+
+
+def median(results: list[Result]) -> Result:
+    return Result(
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (make bench installs it with apt-get)")
+    work = Path(tempfile.mkdtemp(prefix="modelserve-bench-"))
+    store = ModelStore(work / "models")
+    train(TrainConfig(), store)
+    model_path = store.version_dir("default", 1) / "model.skops"
+    model = sio.load(model_path)
+    rng = np.random.default_rng(0)
+
+    scripts: dict[tuple[str, str], Path] = {}
+    expected: dict[str, np.ndarray] = {}
+    for workload, (rows, _) in WORKLOADS.items():
+        X = rng.normal(size=(rows, 10))
+        expected[workload] = model.predict(X)
+        bodies = {
+            "native": (orjson.dumps({"instances": X.tolist()}), "application/json", ""),
+            "v2-json": (orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 10], "datatype": "FP64",
+                                                  "data": X.reshape(-1).tolist()}]}), "application/json", ""),
+        }
+        header = orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 10], "datatype": "FP64",
+                                           "parameters": {"binary_data_size": X.nbytes}}],
+                               "parameters": {"binary_data_output": True}})
+        bodies["v2-binary"] = (header + X.astype("<f8").tobytes(), "application/octet-stream",
+                               f'wrk.headers["Inference-Header-Content-Length"] = "{len(header)}"')
+        for kind, (body, content_type, extra) in bodies.items():
+            body_path = work / f"{workload}-{kind}.body"
+            body_path.write_bytes(body)
+            script = work / f"{workload}-{kind}.lua"
+            script.write_text(LUA.format(body=body_path, content_type=content_type, extra=extra))
+            scripts[(workload, kind)] = script
+
+    uvicorn = [PYTHON, "-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log",
+               "--loop", "uvloop", "--http", "httptools"]
+    servers = [
+        (Server("ceiling (bare ASGI + orjson)", [*uvicorn, "bench.ceiling:app"], "/"), [("native", "/")]),
+        (Server("FastAPI + Pydantic tutorial", [*uvicorn, "bench.tutorial_app:app"], "/health",
+                {"MODEL_PATH": str(model_path)}), [("native", "/predict")]),
+        (Server("modelserve", [str(Path(PYTHON).parent / "modelserve"), "serve", "--store", str(store.root),
+                               "--port", "{port}", "--log-level", "warning", "--no-train-if-empty"],
+                "/health/ready"),
+         [("native", "/predict"), ("v2-json", "/v2/models/default/infer"),
+          ("v2-binary", "/v2/models/default/infer")]),
+    ]
+    table: dict[tuple[str, str, str], Result] = {}
+    for server, routes in servers:
+        port = free_port()
+        process = start(server, port, work / f"{server.name[:8]}.log")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for kind, path in routes:
+                if server.name.startswith("ceiling"):
+                    continue
+                check(base + path, kind, work, expected)
+            for kind, path in routes:
+                for workload, (rows, connections) in WORKLOADS.items():
+                    if kind == "v2-binary" and workload != "W3":
+                        continue
+                    runs = [wrk(base + path, scripts[(workload, kind)], connections) for _ in range(RUNS)]
+                    table[(server.name, kind, workload)] = median(runs)
+                    result = table[(server.name, kind, workload)]
+                    print(f"{server.name:32} {kind:9} {workload}: {result.rps:10.1f} req/s  "  # noqa: T201
+                          f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  errors {result.errors}",
+                          flush=True)
+        finally:
+            stop(process)
+    write_results(servers, table)
+
+
+def check(url: str, kind: str, work: Path, expected: dict[str, np.ndarray]) -> None:
+    """The server's answer for W2 must equal the model's own predict to 1e-9."""
+    body = (work / f"W2-{kind}.body").read_bytes()
+    headers = {"content-type": "application/json"}
+    if kind == "v2-binary":
+        header_length = len(body) - 100 * 10 * 8
+        headers["Inference-Header-Content-Length"] = str(header_length)
+    response = httpx.post(url, content=body, headers=headers, timeout=30)
+    response.raise_for_status()
+    if kind == "v2-binary":
+        length = int(response.headers["inference-header-content-length"])
+        values = np.frombuffer(response.content[length:], dtype="<f8")
+    else:
+        document = response.json()
+        values = document["predictions"] if kind == "native" else document["outputs"][0]["data"]
+    if not np.allclose(values, expected["W2"], rtol=0, atol=1e-9):
+        raise SystemExit(f"{url} ({kind}) answers differ from the model's own predict")
+
+
+def write_results(servers: list[tuple[Server, list[tuple[str, str]]]], table: dict[tuple[str, str, str], Result]) -> None:
+    ceiling_name = servers[0][0].name
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (bench/run.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        f"Each server alone, pinned to core {SERVER_CPU}; wrk (1 thread) pinned to core {CLIENT_CPU}. "
+        f"Median of {RUNS} run(s) of {DURATION} s. Model: LinearRegression on make_regression(1000 x 10). "
+        "Ratios are to the ceiling measured in the same run.",
+        "",
+        "| server | API | workload | req/s | rows/s | ratio to ceiling | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, kind, workload), result in table.items():
+        rows = WORKLOADS[workload][0]
+        ceiling = table[(ceiling_name, "native", workload)]
+        ratio = result.rps / ceiling.rps
+        lines.append(
+            f"| {name} | {kind} | {workload} ({rows} row{'s' if rows > 1 else ''}, {WORKLOADS[workload][1]} conn) "
+            f"| {result.rps:,.0f} | {result.rps * rows:,.0f} | {ratio:.2f} | {result.p50_ms:.2f} | "
+            f"{result.p99_ms:.2f} | {result.errors} |"
+        )
+    lines += ["", "| server | start to ready (s) | idle RSS (MiB) |", "|---|---|---|"]
+    for server, _ in servers:
+        lines.append(f"| {server.name} | {server.start_to_ready_s:.2f} | {server.idle_rss_mib:.0f} |")
+    lines.append("")
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
