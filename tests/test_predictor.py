@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -194,3 +195,65 @@ def test_arbitrary_json_never_raises_anything_but_invalid_input(
     if error is not None:
         assert error.problems
         assert all(problem.msg for problem in error.problems)
+
+
+def test_linear_models_use_the_verified_lean_path(predictor: Predictor) -> None:
+    assert predictor._linear is not None
+    rows = np.random.default_rng(3).normal(scale=5, size=(5, 10))
+    np.testing.assert_allclose(
+        predictor.predict(rows).predictions, predictor.estimator.predict(rows), rtol=0, atol=1e-9
+    )
+
+
+def test_the_lean_path_is_not_used_when_it_disagrees(template_store) -> None:  # type: ignore[no-untyped-def]
+    from modelserve.predictor import _verified_linear  # noqa: PLC0415
+
+    artifact = ModelStore(template_store).load("default", None, LoadPolicy())
+    estimator = artifact.estimator
+    original = estimator.predict
+    estimator.predict = lambda X: original(X) + 1e-6  # an estimator whose math is not X @ coef + b
+    assert _verified_linear(estimator, artifact.manifest) is None
+    assert Predictor(artifact, max_rows=5)._linear is None
+
+
+def test_non_linear_models_keep_their_own_predict(classifier: Predictor) -> None:
+    assert classifier._linear is None
+
+
+plain_items = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.lists(st.floats(allow_nan=False), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(
+            st.floats(allow_nan=False, allow_infinity=False) | st.integers(),
+            min_size=9,
+            max_size=11,
+        )
+        | st.lists(plain_items, min_size=8, max_size=11),
+        min_size=0,
+        max_size=7,
+    )
+)
+def test_the_fast_parse_accepts_exactly_what_validation_accepts(
+    predictor: Predictor, rows: list[list[object]]
+) -> None:
+    body = json.dumps({"instances": rows}).encode()
+    fast = predictor._parse_plain_rows(body)
+    try:
+        slow = predictor._request_model.model_validate_json(body)
+    except Exception:
+        slow = None
+    if fast is None:
+        return  # the full path decides, and writes the message
+    event("fast path taken")
+    assert slow is not None, rows
+    np.testing.assert_array_equal(fast.rows, np.array(slow.instances, dtype=np.float64))  # type: ignore[attr-defined]
