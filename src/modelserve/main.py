@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from modelserve import __version__
 from modelserve.errors import StoreError
+from modelserve.fastpath import FastPathMiddleware
 from modelserve.oip import InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(v2_router)
     install_error_handlers(app)
+    app.add_middleware(FastPathMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: excess load is shed before any body is read.
     app.add_middleware(
