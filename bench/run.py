@@ -265,6 +265,9 @@ def write_results(servers: list[tuple[Server, list[tuple[str, str]]]], table: di
     for server, _ in servers:
         lines.append(f"| {server.name} | {server.start_to_ready_s:.2f} | {server.idle_rss_mib:.0f} |")
     lines.append("")
+    notes = ROOT / "bench" / "profile-notes.md"
+    if notes.exists():
+        lines.append(notes.read_text())
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))  # noqa: T201
 
