@@ -6,6 +6,7 @@ loaded in the lifespan, never at import time.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info("serving %s from %s", loaded, settings.store)
         if not registry.ready:
             logger.warning("not ready: %s", registry.not_ready_reason())
+        # Everything alive now (libraries, models) lives as long as the server: keep it out of
+        # the cyclic collector's way, so a large batch's short-lived lists do not make every
+        # full collection walk the whole heap.
+        gc.freeze()
         async with anyio.create_task_group() as tasks:
             if settings.poll_interval > 0:
                 tasks.start_soon(_watch_store, registry, settings.poll_interval)
