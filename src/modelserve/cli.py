@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.console import Console
 from modelserve import __version__
 from modelserve.errors import ModelServeError
 from modelserve.registry import ModelRegistry, load_policy
-from modelserve.settings import Settings
+from modelserve.settings import Settings, settings_environment
 from modelserve.signing import generate_keys, load_signing_key
 from modelserve.store import ModelStore
 from modelserve.train_model import (
@@ -177,6 +178,10 @@ def serve_command(
             help="Load pickle artifacts [env: MODELSERVE_ALLOW_PICKLE].",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes, one per core [env: MODELSERVE_WORKERS]."),
+    ] = None,
     poll_interval: Annotated[
         float | None,
         typer.Option(help="Seconds between store scans; 0 = off [env: MODELSERVE_POLL_INTERVAL]."),
@@ -201,6 +206,7 @@ def serve_command(
         max_body_bytes=max_body_bytes,
         allow_pickle=allow_pickle,
         poll_interval=poll_interval,
+        workers=workers,
         log_level=log_level,
     )
     _configure_logging(settings.log_level)
@@ -218,6 +224,19 @@ def serve_command(
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a drained,
     # orderly stop is a success, so the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
+    if settings.workers > 1:
+        # Each worker process builds its own app from the environment: its own registry,
+        # store watcher and readiness, exactly as a single-process server.
+        os.environ.update(settings_environment(settings))
+        uvicorn.run(
+            "modelserve.main:create_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,

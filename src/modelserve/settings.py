@@ -6,6 +6,7 @@ Every field can be set by an environment variable with the ``MODELSERVE_`` prefi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 public key (PEM); unsigned or badly signed versions are then refused.",
     )
+    workers: int = Field(
+        default=1, ge=1, description="Worker processes of `modelserve serve` (one per core)."
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of modelserve and uvicorn."
     )
@@ -118,3 +122,19 @@ class Settings(BaseSettings):
             if "." not in name or any(not part.isidentifier() for part in name.split(".")):
                 raise ValueError(f"{name!r} is not a fully qualified type name (module.Class)")
         return value
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``MODELSERVE_*`` variables that rebuild ``settings`` in another process (workers)."""
+    environment: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, list):
+            text = json.dumps(value)
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+        environment[f"MODELSERVE_{name.upper()}"] = text
+    return environment
