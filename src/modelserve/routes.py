@@ -24,7 +24,6 @@ from modelserve.schemas import (
     ModelDetail,
     ModelList,
     ModelSummary,
-    PredictRequest,
     PredictResponse,
     Readiness,
     VersionSummary,
@@ -219,4 +218,4 @@ async def ready(registry: RegistryDep) -> Readiness:
     return Readiness(models=registry.loaded_versions())
 
 
-__all__ = ["PredictRequest", "router"]
+__all__ = ["router"]
