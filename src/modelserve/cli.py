@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import logging.config
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -24,6 +27,8 @@ from rich.console import Console
 
 from modelserve import __version__
 from modelserve.errors import ModelServeError
+from modelserve.logs import logging_config
+from modelserve.metrics import MULTIPROC_ENV
 from modelserve.registry import ModelRegistry, load_policy
 from modelserve.settings import Settings, settings_environment
 from modelserve.signing import generate_keys, load_signing_key
@@ -189,6 +194,10 @@ def serve_command(
     log_level: Annotated[
         str | None, typer.Option(help="Log level [env: MODELSERVE_LOG_LEVEL].")
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="json, text, or auto (text on a terminal) [env: MODELSERVE_LOG_FORMAT]."),
+    ] = None,
     train_if_empty: Annotated[
         bool, typer.Option(help="Train the default model first when the store is empty.")
     ] = True,
@@ -208,8 +217,10 @@ def serve_command(
         poll_interval=poll_interval,
         workers=workers,
         log_level=log_level,
+        log_format=log_format,
     )
-    _configure_logging(settings.log_level)
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
     model_store = ModelStore(settings.store)
     if train_if_empty and model_store.is_empty() and not settings.store.is_file():
         logger.info("the store %s is empty: training the default model", settings.store)
@@ -225,9 +236,34 @@ def serve_command(
     # orderly stop is a success, so the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     if settings.workers > 1:
-        # Each worker process builds its own app from the environment: its own registry,
-        # store watcher and readiness, exactly as a single-process server.
-        os.environ.update(settings_environment(settings))
+        _serve_workers(settings, log_config)
+        return
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=log_config,
+        access_log=False,  # modelserve's access log replaces uvicorn's
+    )
+
+
+def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
+    """Run ``settings.workers`` processes on one port.
+
+    Each worker builds its own app from the environment: its own registry, store watcher and
+    readiness, exactly as a single-process server. Metrics go to a fresh multiprocess
+    directory (unless PROMETHEUS_MULTIPROC_DIR names one), so a scrape on any worker reports
+    the whole server's totals; it is removed when the server stops.
+    """
+    import uvicorn  # noqa: PLC0415
+
+    os.environ.update(settings_environment(settings))
+    owned = None
+    if not os.environ.get(MULTIPROC_ENV):
+        owned = tempfile.mkdtemp(prefix="modelserve-metrics-")
+        os.environ[MULTIPROC_ENV] = owned
+    try:
         uvicorn.run(
             "modelserve.main:create_app",
             factory=True,
@@ -235,14 +271,12 @@ def serve_command(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            log_config=log_config,
+            access_log=False,
         )
-        return
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-    )
+    finally:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
 
 
 @app.command("predict")
@@ -411,13 +445,6 @@ def _root(
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

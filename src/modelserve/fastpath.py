@@ -18,12 +18,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import oip
 from modelserve.errors import ModelServeError
+from modelserve.observe import SCOPE_KEY, RequestInfo
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
 
 _NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/(\d+)/)?predict$")
 _V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/(\d+)/)?infer$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_TEMPLATES = {
+    (False, False): "/v1/models/{name}/predict",
+    (False, True): "/v1/models/{name}/versions/{version}/predict",
+    (True, False): "/v2/models/{name}/infer",
+    (True, True): "/v2/models/{name}/versions/{version}/infer",
+}
 
 
 class FastPathMiddleware:
@@ -41,16 +48,25 @@ class FastPathMiddleware:
             return
         path: str = scope["path"]
         if path == "/predict":
-            target: tuple[str, str | None, bool] | None = (self.default_model, None, False)
+            target: tuple[str, str | None, bool, str] | None = (
+                self.default_model,
+                None,
+                False,
+                "/predict",
+            )
         else:
             match = _NATIVE.match(path) or _V2.match(path)
-            target = (match[1], match[2], match.re is _V2) if match else None
+            target = (
+                (match[1], match[2], match.re is _V2, _TEMPLATES[match.re is _V2, bool(match[2])])
+                if match
+                else None
+            )
         if target is None or _header_length(scope) is not None:
             await self.app(scope, receive, send)
             return
         body, complete = await _read_small(receive, self.max_inline)
         if complete and len(body) <= self.max_inline:
-            answer = _answer(scope["app"].state.registry, body, *target)
+            answer = _answer(scope["app"].state.registry, body, *target, scope.get(SCOPE_KEY))
             if answer is not None:
                 await send(
                     {
@@ -104,19 +120,34 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
 
 
 def _answer(
-    registry: ModelRegistry, body: bytes, name: str, version: str | None, v2: bool
+    registry: ModelRegistry,
+    body: bytes,
+    name: str,
+    version: str | None,
+    v2: bool,
+    route: str,
+    info: RequestInfo | None,
 ) -> bytes | None:
-    """The response body for a good request, or None to let the app handle it."""
+    """The response body for a good request, or None to let the app handle it.
+
+    ``info`` (the request's observability record) learns the model, version and rows only when
+    the fast path answers; otherwise the route that answers fills it in.
+    """
     try:
         predictor = registry.get(name, None if version is None else int(version))
         if v2:
             encoded = oip.infer(predictor, body, None)
-            return encoded.body if encoded.header_length is None else None
+            if encoded.header_length is not None:
+                return None
+            _note(info, predictor.name, predictor.version, "v2", encoded.rows, route)
+            return encoded.body
         prediction = predictor.predict_json(body)
     except ModelServeError:
         return None
     if prediction.probabilities is not None or prediction.predictions.dtype.kind not in "fiu":
         return None  # classifiers' richer bodies are built by the route
+    rows = len(prediction.predictions)
+    _note(info, predictor.name, predictor.version, "native", rows, route)
     return orjson.dumps(
         {
             "model_name": predictor.name,
@@ -125,3 +156,16 @@ def _answer(
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _note(
+    info: RequestInfo | None,
+    name: str,
+    version: int,
+    api: str,
+    rows: int,
+    route: str,
+) -> None:
+    if info is not None:
+        info.model, info.version, info.api, info.rows = name, version, api, rows
+        info.route = route

@@ -19,6 +19,8 @@ from fastapi.openapi.utils import get_openapi
 from modelserve import __version__
 from modelserve.errors import StoreError
 from modelserve.fastpath import FastPathMiddleware
+from modelserve.metrics import Metrics
+from modelserve.observe import ObservabilityMiddleware
 from modelserve.oip import InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
@@ -26,23 +28,29 @@ from modelserve.problems import (
     install_error_handlers,
 )
 from modelserve.registry import ModelRegistry
-from modelserve.routes import router
+from modelserve.routes import metrics_router, router
 from modelserve.schemas import PredictRequest, ProblemDetails
 from modelserve.settings import Settings
 from modelserve.v2 import router as v2_router
 
 logger = logging.getLogger(__name__)
 
-HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
+METRICS_FLUSH_SECONDS = 1.0
+
+# Probed by orchestrators and scrapers: never shed under load, not logged unless asked.
+PROBE_PATHS = frozenset(
+    {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics"}
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (from the environment when None)."""
     settings = settings if settings is not None else Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings)
+        registry = ModelRegistry(settings, events=metrics)
         problem = registry.store.problem()
         if problem is not None:
             raise StoreError(problem)
@@ -61,8 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with anyio.create_task_group() as tasks:
             if settings.poll_interval > 0:
                 tasks.start_soon(_watch_store, registry, settings.poll_interval)
+            tasks.start_soon(_flush_metrics, metrics)
             yield
             tasks.cancel_scope.cancel()
+        metrics.flush()
 
     app = FastAPI(
         title="modelserve",
@@ -74,14 +84,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     app.include_router(router)
+    if settings.metrics:
+        app.include_router(metrics_router)
     app.include_router(v2_router)
     install_error_handlers(app)
     app.add_middleware(FastPathMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: excess load is shed before any body is read.
     app.add_middleware(
-        ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests, exempt=HEALTH_PATHS
+        ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests, exempt=PROBE_PATHS
+    )
+    # Outermost of all: every request gets an id, a log line and its metrics, shed ones too.
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        access_log=settings.access_log,
+        log_health=settings.log_health,
+        health_paths=PROBE_PATHS,
     )
     _complete_openapi(app)
     return app
@@ -95,6 +116,13 @@ async def _watch_store(registry: ModelRegistry, interval: float) -> None:
             await anyio.to_thread.run_sync(registry.sync)
         except Exception:
             logger.exception("scanning the store failed; retrying in %.1f s", interval)
+
+
+async def _flush_metrics(metrics: Metrics) -> None:
+    """Publish the pending request counts every second (other workers read them from files)."""
+    while True:
+        await anyio.sleep(METRICS_FLUSH_SECONDS)
+        metrics.flush()
 
 
 def _complete_openapi(app: FastAPI) -> None:

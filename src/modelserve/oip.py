@@ -148,6 +148,7 @@ class EncodedResponse:
 
     body: bytes
     header_length: int | None
+    rows: int = 0
 
 
 def _bad(message: str, code: str = "invalid-tensor", loc: Loc = ()) -> InvalidInputError:
@@ -383,8 +384,8 @@ def encode(
     document["outputs"] = tensors
     header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
-        return EncodedResponse(header, None)
-    return EncodedResponse(header + b"".join(blobs), len(header))
+        return EncodedResponse(header, None, len(prediction.predictions))
+    return EncodedResponse(header + b"".join(blobs), len(header), len(prediction.predictions))
 
 
 def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, Protocol
 
 from modelserve.errors import (
     ArtifactError,
@@ -68,6 +68,30 @@ class IndexEntry:
     reason: str
 
 
+class RegistryEvents(Protocol):
+    """What the registry reports as it works (the server's metrics implement it)."""
+
+    def version_loaded(self, name: str, version: int) -> None:
+        """A version passed every check and is now served."""
+
+    def version_refused(self, name: str, version: int, reason: str) -> None:
+        """A version failed a check and is not served."""
+
+    def published(self, models: Mapping[str, ModelState]) -> None:
+        """The served set changed: ``models`` is the new one."""
+
+
+class _NoEvents:
+    def version_loaded(self, name: str, version: int) -> None:
+        pass
+
+    def version_refused(self, name: str, version: int, reason: str) -> None:
+        pass
+
+    def published(self, models: Mapping[str, ModelState]) -> None:
+        pass
+
+
 def load_policy(settings: Settings) -> LoadPolicy:
     """The trust policy for loading artifacts, from the server's own settings."""
     return LoadPolicy(
@@ -97,7 +121,8 @@ def _fingerprint(directory: Path) -> Fingerprint:
 class ModelRegistry:
     """Resolves (name, version) to a verified Predictor and follows the store's changes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, events: RegistryEvents | None = None) -> None:
+        self.events: RegistryEvents = events if events is not None else _NoEvents()
         self.store = ModelStore(settings.store)
         self.policy = load_policy(settings)
         self.max_rows = settings.max_rows
@@ -158,7 +183,9 @@ class ModelRegistry:
             for version in self._versions_on_disk(name):
                 try:
                     loaded[version] = self.load_predictor(name, version)
+                    self.events.version_loaded(name, version)
                 except (ArtifactError, StoreError) as exc:
+                    self.events.version_refused(name, version, exc.message)
                     if version in serving:
                         loaded[version] = serving[version]
                         refused.append(exc.message)
@@ -210,8 +237,10 @@ class ModelRegistry:
                 loaded[version] = self.load_predictor(state.name, version)
             except (ArtifactError, StoreError) as exc:
                 failed[version] = Failure(exc.message, fingerprint)
+                self.events.version_refused(state.name, version, exc.message)
                 logger.error("refused to load %s v%d: %s", state.name, version, exc.message)
             else:
+                self.events.version_loaded(state.name, version)
                 logger.info("loaded %s v%d", state.name, version)
         for version in sorted(set(state.loaded) - set(loaded)):
             logger.info("dropped %s v%d: its directory left the store", state.name, version)
@@ -228,6 +257,7 @@ class ModelRegistry:
     def _publish(self, models: Mapping[str, ModelState]) -> None:
         # One assignment: readers see the old mapping or the new one, never a mix.
         self._models = MappingProxyType(dict(models))
+        self.events.published(self._models)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -299,4 +329,11 @@ class ModelRegistry:
         return entries
 
 
-__all__ = ["Failure", "IndexEntry", "ModelRegistry", "ModelState", "load_policy"]
+__all__ = [
+    "Failure",
+    "IndexEntry",
+    "ModelRegistry",
+    "ModelState",
+    "RegistryEvents",
+    "load_policy",
+]

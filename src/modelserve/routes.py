@@ -15,6 +15,8 @@ from starlette.responses import Response
 
 from modelserve.deps import InferenceAccess, RegistryDep, SettingsDep, read_and_run
 from modelserve.errors import ModelUnavailableError
+from modelserve.metrics import Metrics
+from modelserve.observe import note_model
 from modelserve.predictor import Prediction, Predictor
 from modelserve.problems import error_responses
 from modelserve.registry import ModelRegistry
@@ -44,6 +46,8 @@ _PREDICT_BODY: dict[str, Any] = {
 _PREDICT_ERRORS = error_responses(401, 403, 404, 413, 422, 503, 504)
 
 router = APIRouter()
+metrics_router = APIRouter()
+"""Included by the app factory unless MODELSERVE_METRICS=false."""
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -55,7 +59,10 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
+    info = note_model(request.scope, predictor.name, predictor.version, "native")
     prediction = await read_and_run(request, settings, predictor.predict_json)
+    if info is not None:
+        info.rows = len(prediction.predictions)
     return json_response(_prediction_body(predictor, prediction))
 
 
@@ -200,6 +207,19 @@ async def model_version_detail(
     return _detail(registry, name, version)
 
 
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    tags=["health"],
+    summary="Prometheus metrics (all workers' totals with --workers)",
+)
+async def metrics(request: Request) -> Response:
+    collected: Metrics = request.app.state.metrics
+    body, content_type = collected.exposition()
+    return Response(body, media_type=content_type)
+
+
 @router.get("/health/live", response_model=Liveness, tags=["health"], summary="Liveness")
 async def live() -> Liveness:
     return Liveness()
@@ -218,4 +238,4 @@ async def ready(registry: RegistryDep) -> Readiness:
     return Readiness(models=registry.loaded_versions())
 
 
-__all__ = ["router"]
+__all__ = ["metrics_router", "router"]

@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of modelserve and uvicorn."
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON objects or text; auto = text on a terminal, else JSON.",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per request (id, method, path, model, version, rows, status).",
+    )
+    log_health: bool = Field(default=False, description="Also log requests to the health probes.")
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
 
     @field_validator("trusted_types")
     @classmethod

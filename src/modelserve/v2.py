@@ -20,6 +20,7 @@ from modelserve.deps import (
     read_and_run,
 )
 from modelserve.errors import ModelUnavailableError, VersionNotFoundError
+from modelserve.observe import note_model
 from modelserve.predictor import Predictor
 from modelserve.registry import ModelRegistry
 
@@ -123,12 +124,15 @@ async def model_version_ready(
 
 
 async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
+    info = note_model(request.scope, predictor.name, predictor.version, "v2")
     header = request.headers.get(HEADER_LENGTH)
 
     def work(body: bytes) -> oip.EncodedResponse:
         return oip.infer(predictor, body, oip.parse_header_length(header, len(body)))
 
     encoded = await read_and_run(request, settings, work)
+    if info is not None:
+        info.rows = encoded.rows
     if encoded.header_length is None:
         return Response(encoded.body, media_type="application/json")
     return Response(

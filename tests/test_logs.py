@@ -1,0 +1,124 @@
+"""Log lines: JSON objects off a terminal, human-readable text on one, from a real server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from modelserve.logs import JsonFormatter, logging_config, resolve_format
+from modelserve.store import ModelStore
+from modelserve.train_model import TrainConfig, train
+from tests.helpers import ROW, free_port, running_server, serve_command
+
+
+def test_json_formatter_writes_one_object_with_the_records_fields() -> None:
+    record = logging.LogRecord(
+        "modelserve.access", logging.INFO, __file__, 1, "%s ok", ("x",), None
+    )
+    record.fields = {"request_id": "abc", "status": 200}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    document = orjson.loads(line)
+    assert document["message"] == "x ok"
+    assert document["level"] == "info"
+    assert document["logger"] == "modelserve.access"
+    assert (document["request_id"], document["status"]) == ("abc", 200)
+    assert document["time"].endswith("Z")
+    assert document["time"][:4].isdigit()
+
+
+def test_json_formatter_keeps_the_traceback_inside_the_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "modelserve", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+    document = orjson.loads(JsonFormatter().format(record))
+    assert "ValueError: boom" in document["exception"]
+
+
+def test_auto_is_text_on_a_terminal_and_json_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert resolve_format("auto") == "text"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert resolve_format("auto") == "json"
+    assert resolve_format("text") == "text"
+    config = logging_config("info", "json")
+    assert config["loggers"]["uvicorn.access"]["propagate"] is False
+
+
+@pytest.fixture
+def served_store(tmp_path: Path) -> Path:
+    store = ModelStore(tmp_path / "models")
+    train(TrainConfig(samples=100), store)
+    return store.root
+
+
+def test_a_server_off_a_terminal_writes_one_json_line_per_request(
+    served_store: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    with running_server(serve_command(served_store, port), port=port, log=log) as base:
+        httpx.get(base + "/health/ready")
+        response = httpx.post(
+            base + "/predict", json={"instances": [ROW]}, headers={"X-Request-ID": "from-client"}
+        )
+        assert response.headers["x-request-id"] == "from-client"
+        httpx.post(base + "/v1/models/default/predict", json={"instances": [[1]]})
+        time.sleep(0.2)
+    lines = [orjson.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    access = [line for line in lines if line["logger"] == "modelserve.access"]
+    assert [(a["path"], a["status"]) for a in access] == [
+        ("/predict", 200),
+        ("/v1/models/default/predict", 422),
+    ]
+    assert access[0]["request_id"] == "from-client"
+    assert (access[0]["model"], access[0]["version"], access[0]["rows"]) == ("default", 1, 1)
+    # uvicorn's own lines are JSON too, and uvicorn's access log is replaced by modelserve's.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    assert not any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+def test_a_server_on_a_terminal_writes_readable_lines(served_store: Path) -> None:
+    port = free_port()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        serve_command(served_store, port), stdout=follower, stderr=follower, env=dict(os.environ)
+    )
+    os.close(follower)
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Application startup complete" not in output:
+            assert time.monotonic() < deadline, output
+            assert process.poll() is None, output
+            output += _read_some(leader)
+        httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": [ROW]})
+        while b"POST /predict 200" not in output:
+            assert time.monotonic() < deadline, output
+            output += _read_some(leader)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        os.close(leader)
+    text = output.decode()
+    assert "INFO modelserve.access: POST /predict 200 " in text
+    assert "model=default v1 rows=1" in text
+    assert not any(line.lstrip().startswith("{") for line in text.splitlines())
+
+
+def _read_some(fd: int) -> bytes:
+    ready, _, _ = select.select([fd], [], [], 0.5)
+    return os.read(fd, 65536) if ready else b""
