@@ -26,6 +26,7 @@
     ├── OverloadedError              too many requests at once: shed, not queued
     ├── UnauthorizedError            no API key where one is needed
     ├── ForbiddenError               a wrong key, or a key without the privilege
+    ├── BatchFileError               a file to score that cannot be read, or lacks features
     └── TrainingError
         ├── DatasetError               CSV missing, empty, non-numeric, no target column
         └── UnknownEstimatorError
@@ -176,6 +177,10 @@ class ForbiddenError(ModelServeError):
     code = "forbidden"
 
 
+class BatchFileError(ModelServeError):
+    code = "invalid-batch-file"
+
+
 class TrainingError(ModelServeError):
     code = "training-failed"
 
@@ -190,6 +195,7 @@ class UnknownEstimatorError(TrainingError):
 
 __all__ = [
     "ArtifactError",
+    "BatchFileError",
     "DatasetError",
     "DeadlineExceededError",
     "DeserializationError",
