@@ -49,7 +49,12 @@ def _rewrite_manifest(store: ModelStore, name: str, number: int, **changes: obje
 
 def test_publish_lays_out_name_version_model_and_manifest(store: ModelStore) -> None:
     directory = store.version_dir("default", 1)
-    assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "model.skops"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "manifest.json",
+        "model.skops",
+        "report.json",  # the training report (tests/test_report.py)
+        "report.png",
+    ]
     manifest = store.read_manifest("default")
     assert manifest.sha256 == sha256_hex((directory / "model.skops").read_bytes())
     assert manifest.runtime.sklearn == sklearn.__version__

@@ -289,3 +289,10 @@ def test_openapi_documents_v2(client: TestClient) -> None:
         "$ref": "#/components/schemas/ErrorBody"
     }
     assert "InferenceRequest" in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("version", ["%C2%B3", "%D9%A3", "1.0", "-1"])
+def test_a_version_that_is_not_ascii_digits_is_not_found(client: TestClient, version: str) -> None:
+    response = client.post(f"/v2/models/default/versions/{version}/infer", json={"inputs": []})
+    assert response.status_code == 404
+    assert "has no version" in response.json()["error"]

@@ -37,6 +37,7 @@ from modelserve.errors import ModelServeError
 from modelserve.logs import logging_config
 from modelserve.metrics import MULTIPROC_ENV
 from modelserve.registry import ModelRegistry, load_policy
+from modelserve.report import PLOT_FILE
 from modelserve.settings import Settings, settings_environment
 from modelserve.signing import generate_keys, load_signing_key
 from modelserve.store import ModelStore
@@ -113,6 +114,8 @@ def _report(result: TrainResult) -> None:
     typer.echo(f"path:    {result.path}")
     typer.echo(f"model:   {manifest.estimator.class_name} ({manifest.format})")
     typer.echo("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in manifest.metrics.items()))
+    if PLOT_FILE in manifest.attachments:
+        typer.echo(f"report:  {result.path / PLOT_FILE}")
 
 
 def _signing_key(settings: Settings) -> Ed25519PrivateKey | None:

@@ -7,6 +7,7 @@
     │   ├── InvalidModelNameError
     │   ├── ModelNotFoundError
     │   ├── VersionNotFoundError
+    │   ├── AttachmentNotFoundError    a version without the requested report file
     │   └── PublishError
     ├── ArtifactError                a version exists but must not be served
     │   ├── ManifestError              missing or invalid manifest.json
@@ -80,6 +81,10 @@ class ModelNotFoundError(StoreError):
 
 class VersionNotFoundError(StoreError):
     code = "version-not-found"
+
+
+class AttachmentNotFoundError(StoreError):
+    code = "attachment-not-found"
 
 
 class PublishError(StoreError):
@@ -195,6 +200,7 @@ class UnknownEstimatorError(TrainingError):
 
 __all__ = [
     "ArtifactError",
+    "AttachmentNotFoundError",
     "BatchFileError",
     "DatasetError",
     "DeadlineExceededError",

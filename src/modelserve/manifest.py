@@ -107,3 +107,7 @@ class Manifest(_Frozen):
     output: OutputSpec
     metrics: dict[str, float]
     training_data: TrainingData
+    attachments: dict[str, str] = Field(
+        default_factory=dict,
+        description="Files published beside the model (the training report): name -> sha256.",
+    )

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.errors import (
     ArtifactError,
+    AttachmentNotFoundError,
     DeadlineExceededError,
     ForbiddenError,
     InvalidInputError,
@@ -50,6 +51,7 @@ ERROR_TABLE: dict[type[ModelServeError], HTTPStatus] = {
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     ModelNotFoundError: HTTPStatus.NOT_FOUND,
     VersionNotFoundError: HTTPStatus.NOT_FOUND,
+    AttachmentNotFoundError: HTTPStatus.NOT_FOUND,
     InvalidModelNameError: HTTPStatus.NOT_FOUND,
     ModelUnavailableError: HTTPStatus.SERVICE_UNAVAILABLE,
     ArtifactError: HTTPStatus.SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
@@ -20,6 +21,7 @@ from modelserve.observe import note_model
 from modelserve.predictor import Prediction, Predictor
 from modelserve.problems import error_responses
 from modelserve.registry import ModelRegistry
+from modelserve.report import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
 from modelserve.schemas import (
     FailedVersion,
     Liveness,
@@ -28,6 +30,7 @@ from modelserve.schemas import (
     ModelSummary,
     PredictResponse,
     Readiness,
+    ReportLinks,
     VersionSummary,
 )
 from modelserve.settings import Settings
@@ -174,6 +177,7 @@ def _detail(registry: ModelRegistry, name: str, version: int | None) -> ModelDet
                 estimator=p.manifest.estimator.class_name,
                 task=p.manifest.task,
                 metrics=p.manifest.metrics,
+                report=_report_links(name, v, p.manifest.attachments),
             )
             for v, p in sorted(state.loaded.items())
         ],
@@ -218,6 +222,53 @@ async def metrics(request: Request) -> Response:
     collected: Metrics = request.app.state.metrics
     body, content_type = collected.exposition()
     return Response(body, media_type=content_type)
+
+
+def _report_links(name: str, version: int, attachments: dict[str, str]) -> ReportLinks | None:
+    if not all(file in attachments for file in REPORT_FILES):
+        return None
+    base = f"/v1/models/{name}/versions/{version}"
+    return ReportLinks(plot=f"{base}/{PLOT_FILE}", summary=f"{base}/{SUMMARY_FILE}")
+
+
+async def _attachment(
+    registry: ModelRegistry, name: str, version: int, file_name: str, media_type: str
+) -> Response:
+    predictor = registry.get(name, version)
+    content = await anyio.to_thread.run_sync(
+        registry.store.read_attachment, predictor.manifest, file_name
+    )
+    return Response(content, media_type=media_type)
+
+
+@router.get(
+    f"/v1/models/{{name}}/versions/{{version}}/{PLOT_FILE}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The training report's plot"},
+        **error_responses(401, 403, 404, 422, 503),
+    },
+    dependencies=[InferenceAccess],
+    tags=["models"],
+    summary="Training report plot: predicted vs actual, or the confusion matrix",
+)
+async def report_plot(name: ModelName, version: Version, registry: RegistryDep) -> Response:
+    return await _attachment(registry, name, version, PLOT_FILE, "image/png")
+
+
+@router.get(
+    f"/v1/models/{{name}}/versions/{{version}}/{SUMMARY_FILE}",
+    response_class=Response,
+    responses={
+        200: {"content": {JSON: {}}, "description": "The training report's metrics"},
+        **error_responses(401, 403, 404, 422, 503),
+    },
+    dependencies=[InferenceAccess],
+    tags=["models"],
+    summary="Training report summary: held-out metrics (and confusion matrix)",
+)
+async def report_summary(name: ModelName, version: Version, registry: RegistryDep) -> Response:
+    return await _attachment(registry, name, version, SUMMARY_FILE, JSON)
 
 
 @router.get("/health/live", response_model=Liveness, tags=["health"], summary="Liveness")

@@ -77,12 +77,22 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = None
 
 
+class ReportLinks(BaseModel):
+    """Where a version's training report is served."""
+
+    plot: str = Field(description="PNG: predicted vs actual, or the confusion matrix.")
+    summary: str = Field(description="JSON: the held-out metrics (and confusion matrix).")
+
+
 class VersionSummary(BaseModel):
     version: int
     created_at: datetime
     estimator: str
     task: str
     metrics: dict[str, float]
+    report: ReportLinks | None = Field(
+        default=None, description="The training report; null for versions published without one."
+    )
 
 
 class FailedVersion(BaseModel):

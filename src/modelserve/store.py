@@ -21,6 +21,7 @@ import pickle
 import re
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelserve.errors import (
+    AttachmentNotFoundError,
     DeserializationError,
     IncompatibleArtifactError,
     IntegrityError,
@@ -87,6 +89,9 @@ class ManifestDraft(BaseModel):
     output: OutputSpec
     metrics: dict[str, float]
     training_data: TrainingData
+
+
+_ATTACHMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,24 @@ class ModelStore:
         )
 
     # -- reading ------------------------------------------------------------------------------
+
+    def read_attachment(self, manifest: Manifest, file_name: str) -> bytes:
+        """A file published with a verified ``manifest``, checked against its sha256."""
+        label = f"{manifest.name} v{manifest.version}"
+        expected = manifest.attachments.get(file_name)
+        if expected is None:
+            raise AttachmentNotFoundError(
+                f"{label} has no {file_name} (versions published before training reports, "
+                "and imported models, have none)"
+            )
+        path = self.version_dir(manifest.name, manifest.version) / file_name
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"{label}: cannot read {file_name}: {exc.strerror}") from exc
+        if sha256_hex(content) != expected:
+            raise IntegrityError(f"{label}: {file_name} does not match its sha256 in the manifest")
+        return content
 
     def read_manifest(
         self, name: str, version: int | None = None, verify_key: Ed25519PublicKey | None = None
@@ -300,14 +323,21 @@ class ModelStore:
         fmt: ArtifactFormat,
         draft: ManifestDraft,
         signing_key: Ed25519PrivateKey | None = None,
+        attachments: Mapping[str, bytes] | None = None,
     ) -> Manifest:
         """Publish ``payload`` as the next version of ``name`` and return its manifest.
 
         Safe against concurrent publishers: a version directory that appeared meanwhile is never
         replaced; the next free number is taken instead. With ``signing_key`` the manifest's
-        signature is written beside it, inside the same atomic rename.
+        signature is written beside it, inside the same atomic rename. ``attachments`` (the
+        training report) are written into the version too, their sha256 in the manifest.
         """
         validate_model_name(name)
+        attachments = dict(attachments or {})
+        reserved = {MANIFEST_FILE, SIGNATURE_FILE, *MODEL_FILES.values()}
+        for file_name in attachments:
+            if not _ATTACHMENT.match(file_name) or file_name in reserved:
+                raise PublishError(f"{file_name!r} cannot be an attachment's file name")
         model_dir = self.root / name
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +348,8 @@ class ModelStore:
             tmp.mkdir()
             model_file = MODEL_FILES[fmt]
             _write_synced(tmp / model_file, payload)
+            for file_name, content in attachments.items():
+                _write_synced(tmp / file_name, content)
             version = (self._versions_in(model_dir) or [0])[-1] + 1
             for _ in range(_PUBLISH_ATTEMPTS):
                 manifest = Manifest(
@@ -328,6 +360,7 @@ class ModelStore:
                     model_file=model_file,
                     sha256=sha256_hex(payload),
                     size_bytes=len(payload),
+                    attachments={n: sha256_hex(c) for n, c in sorted(attachments.items())},
                     **dict(draft),
                 )
                 document = _manifest_json(manifest)

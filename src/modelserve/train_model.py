@@ -47,6 +47,7 @@ from modelserve.manifest import (
     Task,
     TrainingData,
 )
+from modelserve.report import build_report
 from modelserve.store import ManifestDraft, ModelStore, serialize, validate_model_name
 
 logger = logging.getLogger(__name__)
@@ -301,8 +302,16 @@ def train(
             seed=config.seed,
         ),
     )
+    report = build_report(
+        kind.task,
+        f"{config.name}: {kind.description}",
+        np.asarray(y_test),
+        predictions,
+        draft.metrics,
+        classes,
+    )
     payload = serialize(estimator, config.format)
-    manifest = store.publish(config.name, payload, config.format, draft, signing_key)
+    manifest = store.publish(config.name, payload, config.format, draft, signing_key, report)
     return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
 
 

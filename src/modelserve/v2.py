@@ -65,7 +65,8 @@ repository = APIRouter(prefix="/repository", dependencies=[AdminAccess])
 
 
 def _version(name: str, text: str) -> int:
-    if not text.isdigit():
+    # isdigit() alone accepts '³' and other digits int() refuses: ASCII digits only.
+    if not (text.isascii() and text.isdigit()):
         raise VersionNotFoundError(f"model {name!r} has no version {text!r}")
     return int(text)
 
