@@ -7,17 +7,21 @@ STAMP_DEV := $(VENV)/.installed-dev
 
 .PHONY: run test test-slow bench lint typecheck unit install install-dev clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+# Installing and starting go through scripts/bootstrap, which the Dockerfile calls too.
+BOOTSTRAP := VENV=$(VENV) PYTHON=$(PYTHON) scripts/bootstrap
+STAMP_RAY := $(VENV)/.installed-ray
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(STAMP_RUN): pyproject.toml scripts/bootstrap
+	$(BOOTSTRAP) install
 	touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP_DEV): pyproject.toml scripts/bootstrap
+	$(BOOTSTRAP) install dev
 	touch $@ $(STAMP_RUN)
+
+$(STAMP_RAY): $(STAMP_DEV)
+	$(BOOTSTRAP) install dev ray
+	touch $@
 
 install: $(STAMP_RUN)
 install-dev: $(STAMP_DEV)
@@ -25,7 +29,7 @@ install-dev: $(STAMP_DEV)
 ## run: serve every model in the store on http://127.0.0.1:8000 (ARGS="--port 9000" for flags),
 ##      training `default` first if the store is empty
 run: $(STAMP_RUN)
-	$(BIN)/modelserve serve $(ARGS)
+	$(BOOTSTRAP) serve $(ARGS)
 
 ## test: ruff, mypy (strict) and the whole pytest suite
 test: lint typecheck unit
@@ -40,8 +44,8 @@ typecheck: $(STAMP_DEV)
 unit: $(STAMP_DEV)
 	$(BIN)/pytest -m "not slow"
 
-## test-slow: the long tests (soak); .ci/run runs them after `make test`
-test-slow: $(STAMP_DEV)
+## test-slow: the long tests (soak, Ray Serve); .ci/run runs them after `make test`
+test-slow: $(STAMP_RAY)
 	$(BIN)/pytest -m slow -s
 
 ## bench: ceiling vs tutorial FastAPI app vs modelserve (wrk, pinned cores) -> bench/RESULTS.md
