@@ -126,3 +126,18 @@ def test_shed_requests_are_logged_and_carry_an_id(
         assert response.headers["x-request-id"] == "too-big"
     (record,) = access_records(caplog)
     assert (record["request_id"], record["status"]) == ("too-big", 413)
+
+
+def test_behind_a_proxy_that_sets_the_header_the_id_is_used_but_not_repeated(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelserve.access")
+    app = create_app(settings.model_copy(update={"request_id_header": False}))
+    with TestClient(app) as client:
+        response = client.post(
+            "/predict", json={"instances": [ROW]}, headers={"X-Request-ID": "from-proxy"}
+        )
+        assert response.status_code == 200
+        assert "x-request-id" not in response.headers
+    (record,) = access_records(caplog)
+    assert record["request_id"] == "from-proxy"

@@ -24,6 +24,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -82,13 +83,19 @@ BATCH_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 """--input suffixes that `modelserve predict` scores as files (see modelserve.batch)."""
 
 
+class Engine(enum.StrEnum):
+    uvicorn = "uvicorn"
+    ray = "ray"
+
+
 class Format(enum.StrEnum):
     skops = "skops"
     pickle = "pickle"
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape(): a message may hold brackets ("modelserve[ray]") that are not rich markup.
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -215,6 +222,28 @@ def serve_command(
     train_if_empty: Annotated[
         bool, typer.Option(help="Train the default model first when the store is empty.")
     ] = True,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="uvicorn (this machine) or ray (a Ray Serve deployment; modelserve[ray])."
+        ),
+    ] = Engine.uvicorn,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="--engine ray: replicas (the minimum when autoscaling).")
+    ] = 1,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="--engine ray: autoscale up to this many replicas."),
+    ] = None,
+    replica_cpus: Annotated[
+        float, typer.Option(min=0.0, help="--engine ray: CPUs reserved per replica.")
+    ] = 1.0,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: cluster to join (auto, ray://host:10001); default: a local one."
+        ),
+    ] = None,
 ) -> None:
     """Serve every model in the store over HTTP."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
@@ -249,6 +278,20 @@ def serve_command(
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a drained,
     # orderly stop is a success, so the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
+    if engine is Engine.ray:
+        from modelserve import ray_engine  # noqa: PLC0415
+
+        options = ray_engine.RayOptions(
+            address=ray_address,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            replica_cpus=replica_cpus,
+        )
+        try:
+            ray_engine.run(settings, options)
+        except ModelServeError as exc:
+            _fail(exc.message)
+        return
     if settings.workers > 1:
         _serve_workers(settings, log_config)
         return
@@ -355,7 +398,7 @@ def predict_command(
         prediction = predictor.predict_json(orjson.dumps(document))
     except ModelServeError as exc:
         for problem in exc.problems[1:]:
-            _err.print(f"  {problem.msg}", highlight=False)
+            _err.print(f"  {escape(problem.msg)}", highlight=False)
         _fail(exc.message)
     result: dict[str, Any] = {
         "model_name": predictor.name,
@@ -415,10 +458,11 @@ def _score_file(
         except (OSError, ValueError) as exc:
             _fail(f"{source}: {exc}; no predictions were written")
     if result.ignored_columns:
-        _err.print(f"ignored columns: {', '.join(result.ignored_columns)}", highlight=False)
+        _err.print("ignored columns: " + escape(", ".join(result.ignored_columns)), highlight=False)
     where = "stdout" if target is None else str(target)
     _err.print(
-        f"{result.rows:,} rows scored with {name} v{predictor.version} -> {where} in "
+        f"{result.rows:,} rows scored with {escape(name)} v{predictor.version} -> "
+        f"{escape(where)} in "
         f"{result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s)",
         highlight=False,
     )

@@ -28,6 +28,7 @@
     ├── UnauthorizedError            no API key where one is needed
     ├── ForbiddenError               a wrong key, or a key without the privilege
     ├── BatchFileError               a file to score that cannot be read, or lacks features
+    ├── EngineUnavailableError       --engine ray without Ray Serve, or an unreachable cluster
     └── TrainingError
         ├── DatasetError               CSV missing, empty, non-numeric, no target column
         └── UnknownEstimatorError
@@ -186,6 +187,10 @@ class BatchFileError(ModelServeError):
     code = "invalid-batch-file"
 
 
+class EngineUnavailableError(ModelServeError):
+    code = "engine-unavailable"
+
+
 class TrainingError(ModelServeError):
     code = "training-failed"
 
@@ -205,6 +210,7 @@ __all__ = [
     "DatasetError",
     "DeadlineExceededError",
     "DeserializationError",
+    "EngineUnavailableError",
     "ForbiddenError",
     "IncompatibleArtifactError",
     "IntegrityError",

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log=settings.access_log,
         log_health=settings.log_health,
         health_paths=PROBE_PATHS,
+        request_id_header=settings.request_id_header,
     )
     _complete_openapi(app)
     return app

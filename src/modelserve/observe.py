@@ -73,8 +73,10 @@ class ObservabilityMiddleware:
         access_log: bool,
         log_health: bool,
         health_paths: Collection[str],
+        request_id_header: bool = True,
     ) -> None:
         self.app = app
+        self.request_id_header = request_id_header
         self.metrics = metrics
         self.access_log = access_log
         self.log_health = log_health
@@ -94,7 +96,8 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                if self.request_id_header:
+                    message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     )
     log_health: bool = Field(default=False, description="Also log requests to the health probes.")
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
+    request_id_header: bool = Field(
+        default=True,
+        description=(
+            "Answer with X-Request-ID (the client's, or a new one). Off behind a proxy that "
+            "already does, such as Ray Serve's (set so by --engine ray)."
+        ),
+    )
 
     @field_validator("trusted_types")
     @classmethod
