@@ -66,6 +66,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     start_to_ready_s: float = 0.0
     idle_rss_mib: float = 0.0
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
 
 
 def free_port() -> int:
@@ -182,17 +183,22 @@ def main() -> None:
             script.write_text(LUA.format(body=body_path, content_type=content_type, extra=extra))
             scripts[(workload, kind)] = script
 
+    modelserve = [str(Path(PYTHON).parent / "modelserve"), "serve", "--store", str(store.root),
+                  "--port", "{port}", "--no-train-if-empty"]
     uvicorn = [PYTHON, "-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log",
                "--loop", "uvloop", "--http", "httptools"]
     servers = [
         (Server("ceiling (bare ASGI + orjson)", [*uvicorn, "bench.ceiling:app"], "/"), [("native", "/")]),
         (Server("FastAPI + Pydantic tutorial", [*uvicorn, "bench.tutorial_app:app"], "/health",
                 {"MODEL_PATH": str(model_path)}), [("native", "/predict")]),
-        (Server("modelserve", [str(Path(PYTHON).parent / "modelserve"), "serve", "--store", str(store.root),
-                               "--port", "{port}", "--log-level", "warning", "--no-train-if-empty"],
-                "/health/ready"),
+        # As shipped: the access log on (one JSON line per request, here to a file) and metrics.
+        (Server("modelserve", modelserve, "/health/ready"),
          [("native", "/predict"), ("v2-json", "/v2/models/default/infer"),
           ("v2-binary", "/v2/models/default/infer")]),
+        # What the access log costs, on the workload where it weighs most.
+        (Server("modelserve, access log off", modelserve, "/health/ready",
+                {"MODELSERVE_ACCESS_LOG": "false"}, workloads=("W1",)),
+         [("native", "/predict"), ("v2-json", "/v2/models/default/infer")]),
     ]
     table: dict[tuple[str, str, str], Result] = {}
     for server, routes in servers:
@@ -206,7 +212,7 @@ def main() -> None:
                 check(base + path, kind, work, expected)
             for kind, path in routes:
                 for workload, (rows, connections) in WORKLOADS.items():
-                    if kind == "v2-binary" and workload != "W3":
+                    if (kind == "v2-binary" and workload != "W3") or workload not in server.workloads:
                         continue
                     runs = [wrk(base + path, scripts[(workload, kind)], connections) for _ in range(RUNS)]
                     table[(server.name, kind, workload)] = median(runs)
@@ -216,7 +222,8 @@ def main() -> None:
                           flush=True)
         finally:
             stop(process)
-    write_results(servers, table)
+    batch = batch_scoring(store, work)
+    write_results(servers, table, batch)
 
 
 def check(url: str, kind: str, work: Path, expected: dict[str, np.ndarray]) -> None:
@@ -238,7 +245,48 @@ def check(url: str, kind: str, work: Path, expected: dict[str, np.ndarray]) -> N
         raise SystemExit(f"{url} ({kind}) answers differ from the model's own predict")
 
 
-def write_results(servers: list[tuple[Server, list[tuple[str, str]]]], table: dict[tuple[str, str, str], Result]) -> None:
+BATCH_ROWS = 1_000_000
+_SCORED = re.compile(r"([\d,]+) rows scored .* in ([\d.]+) s \(([\d,]+) rows/s\)")
+
+
+def batch_scoring(store: ModelStore, work: Path) -> list[tuple[str, float, float, float]]:
+    """`modelserve predict --input` on a 1M-row file, CSV and Parquet, pinned like the servers.
+
+    Returns (format, rows/s while scoring, seconds scoring, seconds of the whole command).
+    """
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.csv as pacsv  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    X = np.random.default_rng(1).normal(size=(BATCH_ROWS, 10))
+    table = pa.table({f"x{i}": X[:, i] for i in range(10)})
+    pacsv.write_csv(table, work / "batch.csv")
+    pq.write_table(table, work / "batch.parquet")
+    results = []
+    for kind in ("csv", "parquet"):
+        runs = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            completed = subprocess.run(
+                ["taskset", "-c", SERVER_CPU, str(Path(PYTHON).parent / "modelserve"), "predict",
+                 "--store", str(store.root), "-i", str(work / f"batch.{kind}"),
+                 "-o", str(work / "preds.csv"), "--no-progress"],
+                capture_output=True, text=True, check=True, env=bench_env(),
+            )
+            wall = time.perf_counter() - started
+            match = _SCORED.search(completed.stderr)
+            if match is None or int(match[1].replace(",", "")) != BATCH_ROWS:
+                raise SystemExit(f"unexpected output from modelserve predict:\n{completed.stderr}")
+            runs.append((float(match[3].replace(",", "")), float(match[2]), wall))
+        rate, seconds, wall = sorted(runs)[len(runs) // 2]
+        print(f"batch scoring {kind}: {rate:,.0f} rows/s ({seconds:.2f} s scoring, {wall:.2f} s in all)",  # noqa: T201
+              flush=True)
+        results.append((kind, rate, seconds, wall))
+    return results
+
+
+def write_results(servers: list[tuple[Server, list[tuple[str, str]]]], table: dict[tuple[str, str, str], Result],
+                  batch: list[tuple[str, float, float, float]]) -> None:
     ceiling_name = servers[0][0].name
     lines = [
         "# Benchmark results",
@@ -264,6 +312,18 @@ def write_results(servers: list[tuple[Server, list[tuple[str, str]]]], table: di
     lines += ["", "| server | start to ready (s) | idle RSS (MiB) |", "|---|---|---|"]
     for server, _ in servers:
         lines.append(f"| {server.name} | {server.start_to_ready_s:.2f} | {server.idle_rss_mib:.0f} |")
+    lines += [
+        "",
+        f"Batch scoring: `modelserve predict --input FILE --output preds.csv` on {BATCH_ROWS:,} rows x 10 "
+        f"features (default chunk of 65,536 rows), pinned to core {SERVER_CPU}, median of {RUNS} run(s). "
+        "'scoring' is reading, validating, predicting and writing; 'in all' adds start-up "
+        "(imports, verifying the model, counting rows for the progress bar).",
+        "",
+        "| input | rows/s (scoring) | scoring (s) | in all (s) |",
+        "|---|---|---|---|",
+    ]
+    for kind, rate, seconds, wall in batch:
+        lines.append(f"| {kind} | {rate:,.0f} | {seconds:.2f} | {wall:.2f} |")
     lines.append("")
     notes = ROOT / "bench" / "profile-notes.md"
     if notes.exists():

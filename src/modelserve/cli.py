@@ -465,6 +465,7 @@ def _score_file(
         f"{escape(where)} in "
         f"{result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s)",
         highlight=False,
+        soft_wrap=True,
     )
 
 
