@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import anyio
@@ -11,16 +11,23 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
+from modelserve.batching import Batchers
 from modelserve.errors import DeadlineExceededError, ForbiddenError, UnauthorizedError
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.registry
     return registry
+
+
+def get_batchers(request: Request) -> Batchers:
+    batchers: Batchers = request.app.state.batchers
+    return batchers
 
 
 def get_settings(request: Request) -> Settings:
@@ -29,6 +36,7 @@ def get_settings(request: Request) -> Settings:
 
 
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+BatchersDep = Annotated[Batchers, Depends(get_batchers)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -87,18 +95,35 @@ AdminAccess = Depends(require_admin_key)
 
 
 async def read_and_run(request: Request, settings: Settings, work: Callable[[bytes], T]) -> T:
-    """Read the body and run ``work`` on it within the request deadline.
+    """Read the body and run ``work`` on it within the request deadline."""
+    return await read_run_and_await(request, settings, work, _itself)
+
+
+async def _itself(value: T) -> T:
+    return value
+
+
+async def read_run_and_await(
+    request: Request,
+    settings: Settings,
+    work: Callable[[bytes], T],
+    then: Callable[[T], Awaitable[U]],
+) -> U:
+    """Read the body and run ``work`` on it, then ``then`` on its result, within the deadline.
 
     Small bodies are handled inline (a thread hop would cost more than the work); large ones in
-    a worker thread, so a big batch never stalls the event loop. Past the deadline the client
-    gets a 504 at once; a worker thread still busy is left to finish on its own.
+    a worker thread, so a big batch never stalls the event loop. ``then`` is where a validated
+    batch waits for its micro-batch. Past the deadline the client gets a 504 at once; a worker
+    thread still busy is left to finish on its own.
     """
     try:
         with anyio.fail_after(settings.request_timeout):
             body = await request.body()
             if len(body) > settings.offload_body_bytes:
-                return await anyio.to_thread.run_sync(work, body, abandon_on_cancel=True)
-            return work(body)
+                result = await anyio.to_thread.run_sync(work, body, abandon_on_cancel=True)
+            else:
+                result = work(body)
+            return await then(result)
     except TimeoutError:
         raise DeadlineExceededError(
             f"the request took longer than its deadline of {settings.request_timeout:g} s "

@@ -41,6 +41,7 @@ class FastPathMiddleware:
         self.default_model = settings.default_model
         self.max_inline = settings.offload_body_bytes
         self.enabled = settings.inference_api_key is None
+        self.micro_batching = settings.micro_batching
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http" or scope["method"] != "POST":
@@ -66,7 +67,13 @@ class FastPathMiddleware:
             return
         body, complete = await _read_small(receive, self.max_inline)
         if complete and len(body) <= self.max_inline:
-            answer = _answer(scope["app"].state.registry, body, *target, scope.get(SCOPE_KEY))
+            answer = _answer(
+                scope["app"].state.registry,
+                body,
+                *target,
+                scope.get(SCOPE_KEY),
+                self.micro_batching,
+            )
             if answer is not None:
                 await send(
                     {
@@ -127,6 +134,7 @@ def _answer(
     v2: bool,
     route: str,
     info: RequestInfo | None,
+    micro_batching: bool,
 ) -> bytes | None:
     """The response body for a good request, or None to let the app handle it.
 
@@ -135,6 +143,8 @@ def _answer(
     """
     try:
         predictor = registry.get(name, None if version is None else int(version))
+        if micro_batching and predictor.batchable:
+            return None  # the route merges it with other requests to the same model
         if v2:
             encoded = oip.infer(predictor, body, None)
             if encoded.header_length is not None:

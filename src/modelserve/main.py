@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelserve import __version__
+from modelserve.batching import Batchers
 from modelserve.errors import StoreError
 from modelserve.fastpath import FastPathMiddleware
 from modelserve.metrics import Metrics
@@ -85,6 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.batchers = Batchers(
+        enabled=settings.micro_batching,
+        max_rows=settings.batch_max_rows,
+        max_wait=settings.batch_max_wait_ms / 1000,
+        observe=lambda predictor, requests, rows: metrics.batch(
+            predictor.name, predictor.version, requests, rows
+        ),
+    )
     app.include_router(router)
     if settings.metrics:
         app.include_router(metrics_router)

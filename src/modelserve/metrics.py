@@ -90,6 +90,20 @@ class Metrics:
             buckets=ROW_BUCKETS,
             registry=r,
         )
+        self.batch_requests = Histogram(
+            "modelserve_batch_requests",
+            "Requests merged into one predict call (micro-batching).",
+            ["model", "version"],
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "modelserve_batch_rows",
+            "Rows in one merged predict call (micro-batching).",
+            ["model", "version"],
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
         self.loads = Counter(
             "modelserve_model_loads",
             "Model versions verified, deserialized, smoke-tested and put into service.",
@@ -170,6 +184,11 @@ class Metrics:
         for (model, version), observed in pending.rows.items():
             self._child(self.rows, model, str(version)).inc(observed[0])
             _add(self._child(self.request_rows, model, str(version)), observed)
+
+    def batch(self, model: str, version: int, requests: int, rows: int) -> None:
+        """One merged predict call (once per call, not per request: observed directly)."""
+        self._child(self.batch_requests, model, str(version)).observe(requests)
+        self._child(self.batch_rows, model, str(version)).observe(rows)
 
     # -- registry events ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from modelserve.errors import InvalidInputError, Loc, Problem
 from modelserve.manifest import Manifest
-from modelserve.predictor import Prediction, Predictor
+from modelserve.predictor import Batch, Prediction, Predictor
 
 INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
@@ -388,15 +388,31 @@ def encode(
     return EncodedResponse(header + b"".join(blobs), len(header), len(prediction.predictions))
 
 
-def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:
-    """Decode, validate (shared with the native API), predict and encode one V2 request."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A decoded and validated V2 request, ready to predict and encode."""
+
+    batch: Batch
+    request_id: str | None
+    outputs: list[RequestedOutput]
+
+
+def prepare(predictor: Predictor, body: bytes, header_length: int | None) -> Prepared:
+    """Decode and validate (shared with the native API) one V2 request."""
     request, tensors = decode(body, header_length)
     outputs = requested_outputs(request, predictor.manifest)
     rows = to_rows(request, tensors, predictor.feature_names)
     batch = predictor.validate_array(
         rows, return_probabilities=any(output.name == PREDICT_PROBA for output in outputs)
     )
-    return encode(predictor, predictor.predict_batch(batch), request.id, outputs)
+    return Prepared(batch, request.id, outputs)
+
+
+def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:
+    """Decode, validate, predict and encode one V2 request."""
+    prepared = prepare(predictor, body, header_length)
+    prediction = predictor.predict_batch(prepared.batch)
+    return encode(predictor, prediction, prepared.request_id, prepared.outputs)
 
 
 def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelMetadata:

@@ -135,7 +135,7 @@ def run(settings: Settings, options: RayOptions) -> None:
         )
         stop.wait()
         logger.info("stopping: draining the replicas and shutting Ray Serve down")
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        serve.shutdown()
     finally:
         ray.shutdown()
 

@@ -14,7 +14,14 @@ import orjson
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from modelserve.deps import InferenceAccess, RegistryDep, SettingsDep, read_and_run
+from modelserve.deps import (
+    InferenceAccess,
+    RegistryDep,
+    SettingsDep,
+    get_batchers,
+    read_and_run,
+    read_run_and_await,
+)
 from modelserve.errors import ModelUnavailableError
 from modelserve.metrics import Metrics
 from modelserve.observe import note_model
@@ -63,7 +70,13 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
     info = note_model(request.scope, predictor.name, predictor.version, "native")
-    prediction = await read_and_run(request, settings, predictor.predict_json)
+    batcher = get_batchers(request).get(predictor)
+    if batcher is None:
+        prediction = await read_and_run(request, settings, predictor.predict_json)
+    else:
+        prediction = await read_run_and_await(
+            request, settings, predictor.parse_json, batcher.predict
+        )
     if info is not None:
         info.rows = len(prediction.predictions)
     return json_response(_prediction_body(predictor, prediction))

@@ -108,6 +108,25 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 public key (PEM); unsigned or badly signed versions are then refused.",
     )
+    micro_batching: bool = Field(
+        default=True,
+        description=(
+            "Merge concurrent requests to one model into one predict call (not for linear "
+            "models, whose lean predict costs ~1 µs)."
+        ),
+    )
+    batch_max_rows: int = Field(
+        default=1024, ge=1, description="Most rows in one merged predict call."
+    )
+    batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Extra milliseconds a batch waits for more requests; 0 merges only what arrives "
+            "while the previous call runs."
+        ),
+    )
     workers: int = Field(
         default=1, ge=1, description="Worker processes of `modelserve serve` (one per core)."
     )

@@ -17,7 +17,9 @@ from modelserve.deps import (
     InferenceAccess,
     RegistryDep,
     SettingsDep,
+    get_batchers,
     read_and_run,
+    read_run_and_await,
 )
 from modelserve.errors import ModelUnavailableError, VersionNotFoundError
 from modelserve.observe import note_model
@@ -128,10 +130,23 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
     info = note_model(request.scope, predictor.name, predictor.version, "v2")
     header = request.headers.get(HEADER_LENGTH)
 
-    def work(body: bytes) -> oip.EncodedResponse:
-        return oip.infer(predictor, body, oip.parse_header_length(header, len(body)))
+    batcher = get_batchers(request).get(predictor)
+    if batcher is None:
 
-    encoded = await read_and_run(request, settings, work)
+        def work(body: bytes) -> oip.EncodedResponse:
+            return oip.infer(predictor, body, oip.parse_header_length(header, len(body)))
+
+        encoded = await read_and_run(request, settings, work)
+    else:
+
+        def prepare(body: bytes) -> oip.Prepared:
+            return oip.prepare(predictor, body, oip.parse_header_length(header, len(body)))
+
+        async def predict(prepared: oip.Prepared) -> oip.EncodedResponse:
+            prediction = await batcher.predict(prepared.batch)
+            return oip.encode(predictor, prediction, prepared.request_id, prepared.outputs)
+
+        encoded = await read_run_and_await(request, settings, prepare, predict)
     if info is not None:
         info.rows = encoded.rows
     if encoded.header_length is None:

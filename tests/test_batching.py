@@ -1,0 +1,230 @@
+"""Micro-batching: concurrent requests to one model share predict calls, answers unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from modelserve.batching import Batchers, MicroBatcher
+from modelserve.errors import UnsupportedOutputError
+from modelserve.predictor import Batch, Predictor
+from modelserve.registry import ModelRegistry
+from modelserve.settings import Settings
+from modelserve.store import LoadPolicy, ModelStore
+from modelserve.train_model import TrainConfig, train
+from tests.helpers import ROW, free_port, running_server, serve_command
+from tests.slow_model import publish_slow_model
+from tests.test_metrics import scrape, value
+
+
+@pytest.fixture(scope="module")
+def forest_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("forest") / "models"
+    store = ModelStore(root)
+    train(TrainConfig(name="forest", estimator="random-forest", samples=200), store)
+    config = TrainConfig(
+        name="trees", estimator="random-forest-classifier", samples=200, features=4
+    )
+    train(config, store)
+    train(TrainConfig(name="default", samples=100), store)
+    return root
+
+
+def predictor(store: Path, name: str) -> Predictor:
+    return ModelRegistry(Settings(store=store)).load_predictor(name)
+
+
+def batches(count: int, rows: int, features: int = 10, seed: int = 0) -> list[Batch]:
+    rng = np.random.default_rng(seed)
+    return [Batch(rows=rng.normal(size=(rows, features))) for _ in range(count)]
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, predictor: Predictor, requests: int, rows: int) -> None:
+        self.calls.append((requests, rows))
+
+
+async def submit_all(batcher: MicroBatcher, work: list[Batch]) -> list[Any]:
+    return await asyncio.gather(*(batcher.predict(b) for b in work))
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_rows(forest_store: Path) -> None:
+    forest = predictor(forest_store, "forest")
+    calls = Calls()
+    batcher = MicroBatcher(forest, max_rows=1024, observe=calls)
+    work = batches(20, 1) + batches(5, 7, seed=1)
+    results = asyncio.run(submit_all(batcher, work))
+    assert calls.calls == [(25, 55)]  # every request was queued before the first call ran
+    for batch, result in zip(work, results, strict=True):
+        np.testing.assert_array_equal(result.predictions, forest.predict_batch(batch).predictions)
+        assert result.probabilities is None
+
+
+def test_a_call_never_exceeds_max_rows(forest_store: Path) -> None:
+    calls = Calls()
+    forest = predictor(forest_store, "forest")  # callers hold the version while it predicts
+    batcher = MicroBatcher(forest, max_rows=10, observe=calls)
+    asyncio.run(submit_all(batcher, batches(20, 3)))
+    assert all(rows <= 10 for _, rows in calls.calls)
+    assert sum(rows for _, rows in calls.calls) == 60
+    assert sum(requests for requests, _ in calls.calls) == 20
+    assert len(calls.calls) == 7  # three 3-row requests per call, the last one alone
+
+
+def test_a_batch_of_max_rows_or_more_runs_alone(forest_store: Path) -> None:
+    calls = Calls()
+    forest = predictor(forest_store, "forest")  # callers hold the version while it predicts
+    batcher = MicroBatcher(forest, max_rows=10, observe=calls)
+    (result,) = asyncio.run(submit_all(batcher, batches(1, 25)))
+    assert len(result.predictions) == 25
+    assert calls.calls == [(1, 25)]
+
+
+def test_probabilities_go_only_to_the_requests_that_asked(forest_store: Path) -> None:
+    trees = predictor(forest_store, "trees")
+    batcher = MicroBatcher(trees, max_rows=1024)
+    rng = np.random.default_rng(3)
+    work = [Batch(rows=rng.normal(size=(2, 4)), return_probabilities=i % 2 == 0) for i in range(6)]
+    results = asyncio.run(submit_all(batcher, work))
+    for batch, result in zip(work, results, strict=True):
+        alone = trees.predict_batch(batch)
+        np.testing.assert_array_equal(result.predictions, alone.predictions)
+        if batch.return_probabilities:
+            np.testing.assert_allclose(result.probabilities, alone.probabilities)
+            assert result.classes == alone.classes
+        else:
+            assert result.probabilities is None
+            assert result.classes is None
+
+
+def test_a_bad_request_fails_alone(forest_store: Path) -> None:
+    forest = predictor(forest_store, "forest")
+    batcher = MicroBatcher(forest, max_rows=1024)
+
+    async def scenario() -> list[Any]:
+        good = batches(3, 1)
+        bad = Batch(rows=good[0].rows, return_probabilities=True)  # a regressor
+        return await asyncio.gather(
+            *(batcher.predict(b) for b in [good[0], bad, good[1], good[2]]),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[1], UnsupportedOutputError)
+    assert all(len(r.predictions) == 1 for i, r in enumerate(results) if i != 1)
+
+
+def test_a_failing_call_fails_each_request_in_it(
+    forest_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forest = predictor(forest_store, "forest")
+
+    def broken(batch: Batch) -> Any:
+        raise ValueError("the estimator broke")
+
+    monkeypatch.setattr(forest, "predict_batch", broken)
+    batcher = MicroBatcher(forest, max_rows=1024)
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            *(batcher.predict(b) for b in batches(4, 1)), return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, ValueError) and "broke" in str(r) for r in results)
+
+
+def test_a_request_given_up_before_its_call_is_not_predicted(forest_store: Path) -> None:
+    calls = Calls()
+    forest = predictor(forest_store, "forest")
+    batcher = MicroBatcher(forest, max_rows=1024, observe=calls)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(batcher.predict(b)) for b in batches(5, 2)]
+        await asyncio.sleep(0)  # all five queued
+        tasks[2].cancel()  # its client's deadline passed
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert calls.calls == [(4, 8)]
+
+
+def test_which_models_are_batched(forest_store: Path) -> None:
+    forest, linear = predictor(forest_store, "forest"), predictor(forest_store, "default")
+    on = Batchers(enabled=True, max_rows=64, max_wait=0.0, observe=None)
+    assert linear.batchable is False
+    assert on.get(linear) is None  # X @ coef + b: merging would only add latency
+    assert on.get(forest) is on.get(forest)
+    assert Batchers(enabled=False, max_rows=64, max_wait=0.0, observe=None).get(forest) is None
+    # A version swapped out takes its batcher with it.
+    del forest
+    gc.collect()
+    assert len(on._batchers) == 0
+
+
+def test_max_wait_merges_requests_that_arrive_a_little_apart(forest_store: Path) -> None:
+    calls = Calls()
+    forest = predictor(forest_store, "forest")
+    batcher = MicroBatcher(forest, max_rows=1024, max_wait=0.2, observe=calls)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(batcher.predict(batches(1, 1)[0]))
+        await asyncio.sleep(0.02)
+        second = asyncio.create_task(batcher.predict(batches(1, 1, seed=5)[0]))
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    assert calls.calls == [(2, 2)]
+
+
+def _fire(base: str, count: int) -> list[httpx.Response]:
+    responses: list[httpx.Response] = [None] * count  # type: ignore[list-item]
+
+    def one(i: int) -> None:
+        row = [float(i), *ROW[1:]]
+        responses[i] = httpx.post(
+            f"{base}/v1/models/slow/predict", json={"instances": [row]}, timeout=30
+        )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_real_server_merges_concurrent_requests(tmp_path: Path, batching: bool) -> None:
+    """16 clients at once on a model whose predict takes 0.3 s: few calls with batching."""
+    store = ModelStore(tmp_path / "models")
+    publish_slow_model(store, "slow", delay=0.3)
+    inner = store.load("slow", 1, LoadPolicy(allow_pickle=True))
+    port = free_port()
+    flags = ["--allow-pickle", "--log-level", "warning"]
+    env = {"MODELSERVE_MICRO_BATCHING": str(batching).lower()}
+    command = serve_command(store.root, port, *flags)
+    with running_server(command, port=port, log=tmp_path / "s.log", env=env) as base:
+        responses = _fire(base, 16)
+        samples = scrape(httpx.get(base + "/metrics").text)
+    for i, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        expected = inner.estimator.inner.predict(np.array([[float(i), *ROW[1:]]]))
+        np.testing.assert_allclose(response.json()["predictions"], expected, rtol=1e-9)
+    calls = value(samples, "modelserve_batch_requests_count", model="slow", version="1")
+    merged = value(samples, "modelserve_batch_requests_sum", model="slow", version="1")
+    if batching:
+        assert merged == 16
+        assert 1 < calls <= 4, calls  # the first request alone, the rest in a few calls
+    else:
+        assert (calls, merged) == (0, 0)  # one predict per request, no batch metrics
