@@ -67,6 +67,7 @@ class Server:
     start_to_ready_s: float = 0.0
     idle_rss_mib: float = 0.0
     workloads: tuple[str, ...] = tuple(WORKLOADS)
+    model: str = "default"
 
 
 def free_port() -> int:
@@ -157,15 +158,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelserve-bench-"))
     store = ModelStore(work / "models")
     train(TrainConfig(), store)
+    # A model whose predict costs per call (~ms), where micro-batching matters.
+    train(TrainConfig(name="forest", estimator="random-forest"), store)
     model_path = store.version_dir("default", 1) / "model.skops"
     model = sio.load(model_path)
+    forest_path = store.version_dir("forest", 1) / "model.skops"
+    forest = sio.load(forest_path, trusted=sio.get_untrusted_types(file=forest_path))
     rng = np.random.default_rng(0)
 
     scripts: dict[tuple[str, str], Path] = {}
     expected: dict[str, np.ndarray] = {}
+    expected_forest: dict[str, np.ndarray] = {}
     for workload, (rows, _) in WORKLOADS.items():
         X = rng.normal(size=(rows, 10))
         expected[workload] = model.predict(X)
+        expected_forest[workload] = forest.predict(X)
         bodies = {
             "native": (orjson.dumps({"instances": X.tolist()}), "application/json", ""),
             "v2-json": (orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 10], "datatype": "FP64",
@@ -199,6 +206,13 @@ def main() -> None:
         (Server("modelserve, access log off", modelserve, "/health/ready",
                 {"MODELSERVE_ACCESS_LOG": "false"}, workloads=("W1",)),
          [("native", "/predict"), ("v2-json", "/v2/models/default/infer")]),
+        # Micro-batching, on a random forest (100 trees): one predict call per request, or merged.
+        (Server("modelserve, random forest, batching on", modelserve, "/health/ready",
+                workloads=("W1", "W2"), model="forest"),
+         [("native", "/v1/models/forest/predict")]),
+        (Server("modelserve, random forest, batching off", modelserve, "/health/ready",
+                {"MODELSERVE_MICRO_BATCHING": "false"}, workloads=("W1", "W2"), model="forest"),
+         [("native", "/v1/models/forest/predict")]),
     ]
     table: dict[tuple[str, str, str], Result] = {}
     for server, routes in servers:
@@ -209,7 +223,7 @@ def main() -> None:
             for kind, path in routes:
                 if server.name.startswith("ceiling"):
                     continue
-                check(base + path, kind, work, expected)
+                check(base + path, kind, work, expected_forest if server.model == "forest" else expected)
             for kind, path in routes:
                 for workload, (rows, connections) in WORKLOADS.items():
                     if (kind == "v2-binary" and workload != "W3") or workload not in server.workloads:
