@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pty
@@ -15,7 +16,13 @@ import httpx
 import orjson
 import pytest
 
-from modelserve.logs import JsonFormatter, logging_config, resolve_format
+from modelserve.logs import (
+    BufferedStreamHandler,
+    JsonFormatter,
+    flush_handlers,
+    logging_config,
+    resolve_format,
+)
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
 from tests.helpers import ROW, free_port, running_server, serve_command
@@ -122,3 +129,58 @@ def test_a_server_on_a_terminal_writes_readable_lines(served_store: Path) -> Non
 def _read_some(fd: int) -> bytes:
     ready, _, _ = select.select([fd], [], [], 0.5)
     return os.read(fd, 65536) if ready else b""
+
+
+def test_buffered_handler_writes_in_batches_and_at_once_for_warnings() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, capacity=3)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("tests.buffered")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("one")
+        logger.info("two")
+        assert stream.getvalue() == ""  # held
+        logger.info("three")  # capacity reached
+        assert stream.getvalue() == "INFO one\nINFO two\nINFO three\n"
+        logger.info("four")
+        logger.warning("five")  # a warning goes out at once, with what came before it
+        assert stream.getvalue().endswith("INFO four\nWARNING five\n")
+        logger.info("six")
+        handler.flush()  # what the lifespan does every second
+        assert stream.getvalue().endswith("INFO six\n")
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_access_records_work_with_any_format_string(caplog: pytest.LogCaptureFixture) -> None:
+    from modelserve.observe import AccessRecord  # noqa: PLC0415
+
+    record = AccessRecord("%s %d", ("GET /x", 200), {"status": 200})
+    every = (
+        "%(asctime)s %(created)f %(msecs)d %(relativeCreated)d %(name)s %(levelname)s "
+        "%(levelno)s %(pathname)s %(filename)s %(module)s %(lineno)d %(funcName)s "
+        "%(thread)d %(threadName)s %(process)d %(processName)s %(message)s"
+    )
+    line = logging.Formatter(every).format(record)
+    assert line.endswith(" GET /x 200")
+    assert " modelserve.access INFO 20 " in line
+    assert f" {os.getpid()} " in line
+    assert orjson.loads(JsonFormatter().format(record))["status"] == 200
+
+
+def test_a_closed_stream_never_raises_into_the_server() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, capacity=100)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "held", (), None))
+        stream.close()
+        flush_handlers()  # what the lifespan calls: swallowed, and the buffer is dropped
+        assert handler.pending == []
+    finally:
+        root.removeHandler(handler)

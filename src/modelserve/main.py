@@ -20,6 +20,7 @@ from modelserve import __version__
 from modelserve.batching import Batchers
 from modelserve.errors import StoreError
 from modelserve.fastpath import FastPathMiddleware
+from modelserve.logs import flush_handlers
 from modelserve.metrics import Metrics
 from modelserve.observe import ObservabilityMiddleware
 from modelserve.oip import InferenceRequest
@@ -36,7 +37,7 @@ from modelserve.v2 import router as v2_router
 
 logger = logging.getLogger(__name__)
 
-METRICS_FLUSH_SECONDS = 1.0
+FLUSH_SECONDS = 1.0
 
 # Probed by orchestrators and scrapers: never shed under load, not logged unless asked.
 PROBE_PATHS = frozenset(
@@ -70,10 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with anyio.create_task_group() as tasks:
             if settings.poll_interval > 0:
                 tasks.start_soon(_watch_store, registry, settings.poll_interval)
-            tasks.start_soon(_flush_metrics, metrics)
+            tasks.start_soon(_flush_every_second, metrics)
             yield
             tasks.cancel_scope.cancel()
         metrics.flush()
+        flush_handlers()
 
     app = FastAPI(
         title="modelserve",
@@ -83,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.docs else None,
         redoc_url="/redoc" if settings.docs else None,
         openapi_url="/openapi.json" if settings.docs else None,
+        # FastAPI's native OpenTelemetry checks its providers on every request (~15 µs here
+        # once opentelemetry is installed); metrics are ours (Prometheus), tracing is opt-in.
+        telemetry={"tracing": settings.tracing, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -128,11 +133,12 @@ async def _watch_store(registry: ModelRegistry, interval: float) -> None:
             logger.exception("scanning the store failed; retrying in %.1f s", interval)
 
 
-async def _flush_metrics(metrics: Metrics) -> None:
-    """Publish the pending request counts every second (other workers read them from files)."""
+async def _flush_every_second(metrics: Metrics) -> None:
+    """Publish pending request counts (other workers read them from files) and log lines."""
     while True:
-        await anyio.sleep(METRICS_FLUSH_SECONDS)
+        await anyio.sleep(FLUSH_SECONDS)
         metrics.flush()
+        flush_handlers()
 
 
 def _complete_openapi(app: FastAPI) -> None:

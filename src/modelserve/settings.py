@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     )
     log_health: bool = Field(default=False, description="Also log requests to the health probes.")
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
+    tracing: bool = Field(
+        default=False,
+        description=(
+            "Let FastAPI's native OpenTelemetry instrumentation trace requests (with an "
+            "OpenTelemetry tracer provider configured). Off, it costs nothing per request."
+        ),
+    )
     request_id_header: bool = Field(
         default=True,
         description=(
