@@ -111,8 +111,9 @@ def run(settings: Settings, options: RayOptions) -> None:
 
     init: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.address is None:
-        # A private local instance: loopback only, no dashboard.
-        init.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+        # A private local instance: loopback only, no dashboard. "local" always starts a new
+        # one; without it ray.init attaches to a cluster it finds (RAY_ADDRESS, `ray start`).
+        init.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
     else:
         init["address"] = options.address
     try:
