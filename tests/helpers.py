@@ -58,6 +58,24 @@ class Server(str):
     pid: int
 
 
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the log if the process exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not up after {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running_server(
     command: list[str],
@@ -76,20 +94,7 @@ def running_server(
         base = Server(f"http://127.0.0.1:{port}")
         base.pid = process.pid
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(
-                        f"server exited with {process.returncode}:\n{log.read_text()}"
-                    )
-                try:
-                    if httpx.get(base + wait_for, timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server not up after {timeout}s:\n{log.read_text()}")
-                time.sleep(0.1)
+            wait_until_up(base + wait_for, process, log, timeout)
             yield base
         finally:
             process.terminate()

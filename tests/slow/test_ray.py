@@ -23,7 +23,7 @@ import skops.io as sio
 
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ROW, free_port
+from tests.helpers import ROW, free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_ray_serve_deployment_serves_swaps_and_stops_cleanly(tmp_path: Path) -> 
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, log)
+        wait_until_up(base + "/health/ready", process, log, timeout=180)
 
         # Ray listens on loopback only, and the dashboard (8265) is off. The one exception is
         # not configurable: each Serve replica's inter-deployment gRPC server binds "[::]:0"
@@ -175,18 +175,3 @@ def test_ray_serve_deployment_serves_swaps_and_stops_cleanly(tmp_path: Path) -> 
     assert listening() - sockets_before == set()
     assert "shutting Ray Serve down" in log.read_text()
     assert "Controller failed to shut down" not in log.read_text()
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(base + "/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not ready after 180 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
