@@ -10,6 +10,7 @@ import pickle
 import time
 from typing import Any
 
+from modelserve.manifest import LINEAR_FILE
 from modelserve.store import LoadPolicy, ModelStore, sha256_hex
 from modelserve.train_model import TrainConfig, train
 
@@ -36,4 +37,7 @@ def publish_slow_model(store: ModelStore, name: str, delay: float) -> None:
     (directory / "model.pkl").write_bytes(payload)
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest.update(sha256=sha256_hex(payload), size_bytes=len(payload))
+    # The linear form published by training describes the inner model, not this one.
+    del manifest["attachments"][LINEAR_FILE]
+    (directory / LINEAR_FILE).unlink()
     (directory / "manifest.json").write_text(json.dumps(manifest))

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from modelserve.errors import ModelNotFoundError, ModelUnavailableError, VersionNotFoundError
+from modelserve.manifest import LINEAR_FILE
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
-from modelserve.store import ModelStore
+from modelserve.store import LoadPolicy, ModelStore, sha256_hex
 from modelserve.train_model import TrainConfig, train
 
 
@@ -180,3 +185,122 @@ def test_a_model_that_fails_its_smoke_test_is_refused(
     path.write_text(json.dumps(document))
     registry.load_all()
     assert "trial prediction failed" in registry.state("default").failed[1].reason
+
+
+# -- deferred estimators: serve linear models before scikit-learn is loaded --------------------
+
+
+class _Refusals:
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, int, str]] = []
+
+    def version_loaded(self, name: str, version: int) -> None:
+        pass
+
+    def version_refused(self, name: str, version: int, reason: str) -> None:
+        self.refused.append((name, version, reason))
+
+    def published(self, models: object) -> None:
+        pass
+
+
+def _deferred(settings: Settings, events: _Refusals | None = None) -> ModelRegistry:
+    registry = ModelRegistry(
+        settings, events=events, defer_estimators=True, confirm_in_background=False
+    )
+    registry.load_all()
+    return registry
+
+
+def test_a_deferred_linear_model_answers_like_its_estimator_before_and_after_confirming(
+    store: ModelStore, settings: Settings
+) -> None:
+    rows = np.random.default_rng(3).normal(scale=2.0, size=(50, 10))
+    expected = store.load("default", 1, LoadPolicy()).estimator.predict(rows)
+    registry = _deferred(settings)
+    predictor = registry.get("default")
+    assert not predictor.confirmed
+    assert registry.get("clf").confirmed  # not linear regression: loaded as before
+    assert registry.ready
+    assert not registry.all_confirmed
+    np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)
+    registry.confirm_pending()
+    assert predictor.confirmed
+    assert registry.all_confirmed
+    assert predictor._linear is not None  # confirmed: the lean path stays
+    np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)
+
+
+def test_the_background_thread_confirms_every_deferred_version(
+    store: ModelStore, settings: Settings
+) -> None:
+    train(TrainConfig(name="default", samples=50, seed=1), store)
+    registry = ModelRegistry(settings, defer_estimators=True)
+    registry.load_all()
+    assert registry.wait_confirmed(timeout=60)
+    assert all(registry.get("default", v).confirmed for v in (1, 2))
+
+
+def test_a_version_whose_estimator_then_fails_to_load_is_withdrawn(
+    store: ModelStore, settings: Settings
+) -> None:
+    train(TrainConfig(name="default", samples=50, seed=1), store)
+    events = _Refusals()
+    registry = _deferred(settings, events)
+    assert registry.get("default").version == 2
+    _corrupt(store, "default", 2)  # changed after the deferred load verified it
+    registry.confirm_pending()
+    state = registry.state("default")
+    assert sorted(state.loaded) == [1]
+    assert "does not match its manifest" in state.failed[2].reason
+    assert events.refused == [("default", 2, state.failed[2].reason)]
+    assert registry.get("default").version == 1  # the version before it serves again
+    with pytest.raises(ModelUnavailableError, match="version 2 is not served"):
+        registry.get("default", 2)
+    assert [e.state for e in registry.index() if e.name == "default"] == ["READY", "UNAVAILABLE"]
+
+
+def test_a_linear_form_that_disagrees_with_its_estimator_gives_way_to_the_estimator(
+    store: ModelStore, settings: Settings
+) -> None:
+    directory = store.version_dir("default", 1)
+    form = json.loads((directory / LINEAR_FILE).read_bytes())
+    form["intercept"] += 1e-6
+    content = json.dumps(form).encode()
+    (directory / LINEAR_FILE).write_bytes(content)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["attachments"][LINEAR_FILE] = sha256_hex(content)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    rows = np.random.default_rng(4).normal(size=(5, 10))
+    expected = store.load("default", 1, LoadPolicy()).estimator.predict(rows)
+    registry = _deferred(settings)
+    predictor = registry.get("default")
+    registry.confirm_pending()
+    assert predictor.confirmed
+    np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)
+
+
+def test_the_serve_path_loads_a_linear_model_without_importing_scikit_learn(
+    store_path: Path,
+) -> None:
+    script = f"""
+import sys
+from modelserve import cli, main
+from modelserve.registry import ModelRegistry
+from modelserve.settings import Settings
+registry = ModelRegistry(Settings(store={str(store_path)!r}), defer_estimators=True,
+                         confirm_in_background=False)
+registry.load_model("default")
+print(registry.get("default").predict([[0.5] * 10]).predictions.tolist())
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "skops", "scipy"}}))
+registry.confirm_pending()
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "skops"}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    answer, before, after = result.stdout.splitlines()
+    expected = ModelStore(store_path).load("default", 1, LoadPolicy()).estimator
+    np.testing.assert_allclose(json.loads(answer), expected.predict([[0.5] * 10]), atol=1e-9)
+    assert before == "[]"
+    assert after == "['sklearn', 'skops']"

@@ -34,6 +34,8 @@ def test_training_publishes_a_plot_and_a_summary_listed_in_the_manifest(tmp_path
     assert result.manifest.attachments == {
         "report.json": hashlib.sha256((result.path / "report.json").read_bytes()).hexdigest(),
         "report.png": hashlib.sha256(plot).hexdigest(),
+        # the default model is linear: its coefficients are published too (tests/test_store.py)
+        "linear.json": hashlib.sha256((result.path / "linear.json").read_bytes()).hexdigest(),
     }
     assert summary["task"] == "regression"
     assert summary["metrics"] == result.manifest.metrics

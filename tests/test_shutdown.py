@@ -41,14 +41,16 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_pa
         statuses: list[int] = []
         lock = threading.Lock()
 
-        def call() -> None:
-            response = httpx.post(
-                f"{base}/v1/models/slow/predict", json={"instances": [ROW]}, timeout=30
-            )
+        # Clients made up front: building one (its TLS context) takes tens of ms, and 20 of
+        # them built inside the threads could still be connecting when SIGTERM arrives.
+        clients = [httpx.Client(timeout=30) for _ in range(20)]
+
+        def call(client: httpx.Client) -> None:
+            response = client.post(f"{base}/v1/models/slow/predict", json={"instances": [ROW]})
             with lock:
                 statuses.append(response.status_code)
 
-        threads = [threading.Thread(target=call) for _ in range(20)]
+        threads = [threading.Thread(target=call, args=(client,)) for client in clients]
         for thread in threads:
             thread.start()
         time.sleep(0.8)  # all 20 are now inside the model's 2-second predict

@@ -19,7 +19,7 @@ from modelserve.errors import (
     UntrustedTypeError,
     VersionNotFoundError,
 )
-from modelserve.manifest import Manifest
+from modelserve.manifest import LINEAR_FILE, Manifest
 from modelserve.store import LoadPolicy, ModelStore, sha256_hex
 from modelserve.train_model import TrainConfig, train
 
@@ -50,6 +50,7 @@ def _rewrite_manifest(store: ModelStore, name: str, number: int, **changes: obje
 def test_publish_lays_out_name_version_model_and_manifest(store: ModelStore) -> None:
     directory = store.version_dir("default", 1)
     assert sorted(p.name for p in directory.iterdir()) == [
+        "linear.json",  # a linear model's coefficients (the deferred-load tests below)
         "manifest.json",
         "model.skops",
         "report.json",  # the training report (tests/test_report.py)
@@ -245,3 +246,54 @@ def test_manifest_round_trips_through_json(store: ModelStore) -> None:
     assert Manifest.model_validate_json(manifest.model_dump_json()) == manifest
     assert manifest.task == "classification"
     assert manifest.output.classes == [0, 1]
+
+
+# -- deferred loads: a linear model served from its verified linear form -----------------------
+
+
+def test_training_publishes_the_linear_form_of_linear_models_only(store: ModelStore) -> None:
+    linear = store.load("default", 1, LoadPolicy())
+    assert LINEAR_FILE in linear.manifest.attachments
+    form = json.loads((store.version_dir("default", 1) / LINEAR_FILE).read_bytes())
+    assert form == {
+        "coef": linear.estimator.coef_.tolist(),
+        "intercept": float(linear.estimator.intercept_),
+    }
+    assert LINEAR_FILE not in store.load("clf", 1, LoadPolicy()).manifest.attachments
+
+
+def test_a_deferred_load_verifies_everything_but_does_not_deserialize(store: ModelStore) -> None:
+    full = store.load("default", 1, LoadPolicy())
+    deferred = store.load("default", 1, LoadPolicy(), defer_estimator=True)
+    assert deferred.estimator is None
+    assert deferred.manifest == full.manifest
+    assert deferred.linear is not None
+    assert deferred.linear.coef == full.estimator.coef_.tolist()
+    # Models without a linear form load as usual.
+    assert store.load("clf", 1, LoadPolicy(), defer_estimator=True).estimator is not None
+
+
+def test_a_deferred_load_still_refuses_a_changed_model_file(store: ModelStore) -> None:
+    path = store.version_dir("default", 1) / "model.skops"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(IntegrityError, match="does not match its manifest"):
+        store.load("default", 1, LoadPolicy(), defer_estimator=True)
+
+
+def test_a_deferred_load_refuses_a_changed_linear_form(store: ModelStore) -> None:
+    path = store.version_dir("default", 1) / LINEAR_FILE
+    form = json.loads(path.read_bytes())
+    form["intercept"] += 1.0
+    path.write_text(json.dumps(form))
+    with pytest.raises(IntegrityError, match=r"linear\.json does not match its sha256"):
+        store.load("default", 1, LoadPolicy(), defer_estimator=True)
+
+
+def test_an_unusable_linear_form_falls_back_to_the_estimator(store: ModelStore) -> None:
+    path = store.version_dir("default", 1) / LINEAR_FILE
+    content = json.dumps({"coef": [1.0, 2.0], "intercept": 0.0}).encode()  # 2 of 10 features
+    path.write_bytes(content)
+    _rewrite_manifest(store, "default", 1, attachments={LINEAR_FILE: sha256_hex(content)})
+    artifact = store.load("default", 1, LoadPolicy(), defer_estimator=True)
+    assert artifact.estimator is not None
+    assert artifact.linear is None

@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings, events=metrics)
+        registry = ModelRegistry(settings, events=metrics, defer_estimators=True)
         problem = registry.store.problem()
         if problem is not None:
             raise StoreError(problem)
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.poll_interval > 0:
                 tasks.start_soon(_watch_store, registry, settings.poll_interval)
             tasks.start_soon(_flush_every_second, metrics)
+            tasks.start_soon(_freeze_when_confirmed, registry)
             yield
             tasks.cancel_scope.cancel()
         metrics.flush()
@@ -131,6 +132,13 @@ async def _watch_store(registry: ModelRegistry, interval: float) -> None:
             await anyio.to_thread.run_sync(registry.sync)
         except Exception:
             logger.exception("scanning the store failed; retrying in %.1f s", interval)
+
+
+async def _freeze_when_confirmed(registry: ModelRegistry) -> None:
+    """Freeze again once the deferred estimators (and scikit-learn with them) are loaded."""
+    while not registry.all_confirmed:
+        await anyio.sleep(0.25)
+    gc.freeze()
 
 
 async def _flush_every_second(metrics: Metrics) -> None:

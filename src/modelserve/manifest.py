@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-import sklearn
-import skops
 from pydantic import BaseModel, ConfigDict, Field
 
 ArtifactFormat = Literal["skops", "pickle"]
@@ -16,6 +14,8 @@ Task = Literal["regression", "classification"]
 
 MODEL_FILES: dict[ArtifactFormat, str] = {"skops": "model.skops", "pickle": "model.pkl"}
 MANIFEST_FILE = "manifest.json"
+LINEAR_FILE = "linear.json"
+"""The attachment holding a linear model's coefficients, for serving before scikit-learn loads."""
 
 
 class _Frozen(BaseModel):
@@ -62,6 +62,9 @@ class RuntimeVersions(_Frozen):
 
     @classmethod
     def current(cls) -> RuntimeVersions:
+        import sklearn  # noqa: PLC0415 - only training needs it; the server starts without it
+        import skops  # noqa: PLC0415
+
         return cls(
             python=platform.python_version(),
             sklearn=sklearn.__version__,
@@ -111,3 +114,14 @@ class Manifest(_Frozen):
         default_factory=dict,
         description="Files published beside the model (the training report): name -> sha256.",
     )
+
+
+class LinearForm(_Frozen):
+    """``linear.json``: the model as ``X @ coef + intercept``.
+
+    Written only when training verified it against the estimator's own ``predict`` to 1e-9; its
+    sha256 is in the manifest's ``attachments`` like any other published file.
+    """
+
+    coef: list[float]
+    intercept: float

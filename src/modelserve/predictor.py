@@ -7,7 +7,9 @@ raises :class:`~modelserve.errors.InvalidInputError` with field-level problems.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +18,18 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from modelserve.errors import InvalidInputError, Problem, SmokeTestError, UnsupportedOutputError
-from modelserve.manifest import Manifest
+from modelserve.errors import (
+    IntegrityError,
+    InvalidInputError,
+    Problem,
+    SmokeTestError,
+    UnsupportedOutputError,
+)
+from modelserve.manifest import LINEAR_FILE, FeatureSchema, Manifest, Task
 from modelserve.schemas import ROW_ERROR, request_model_for
 from modelserve.store import LoadedArtifact
+
+logger = logging.getLogger(__name__)
 
 _NUMERIC_JSON = b"0123456789+-.eE[], \t\r\n"
 _PLAIN_REMAINDER = b'{"instancs":}'  # {"instances": ...} less the characters above
@@ -44,21 +54,91 @@ class Prediction:
 
 
 class Predictor:
-    """Wraps one loaded model version; thread-safe for concurrent ``predict`` calls."""
+    """Wraps one loaded model version; thread-safe for concurrent ``predict`` calls.
 
-    def __init__(self, artifact: LoadedArtifact, *, max_rows: int, max_problems: int = 20) -> None:
+    An artifact loaded with its estimator deferred (a linear model published with
+    ``linear.json``) serves from the verified linear form at once; ``load_estimator`` then
+    deserializes the estimator when :meth:`confirm` runs (the registry does it in the
+    background), which checks both agree to 1e-9 and falls back to the estimator otherwise.
+    """
+
+    def __init__(
+        self,
+        artifact: LoadedArtifact,
+        *,
+        max_rows: int,
+        max_problems: int = 20,
+        load_estimator: Callable[[], LoadedArtifact] | None = None,
+    ) -> None:
         self.manifest: Manifest = artifact.manifest
-        self.estimator: Any = artifact.estimator
         self.max_rows = max_rows
         self.max_problems = max_problems
         self.feature_names: list[str] = self.manifest.input_schema.names
         self.is_classifier = self.manifest.task == "classification"
         self._request_model: type[BaseModel] = request_model_for(self.manifest, max_rows)
-        self._linear = _verified_linear(self.estimator, self.manifest)
+        self._estimator: Any = artifact.estimator
+        self._load_estimator = load_estimator
+        self._confirm_lock = threading.Lock()
+        self._linear: tuple[np.ndarray, float] | None
+        if artifact.estimator is not None:
+            self._linear = _verified_linear(artifact.estimator, self.manifest)
+        elif artifact.linear is not None and load_estimator is not None:
+            self._linear = (
+                np.asarray(artifact.linear.coef, dtype=np.float64),
+                artifact.linear.intercept,
+            )
+        else:
+            raise ValueError("an artifact without its estimator needs its linear form and a loader")
 
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    @property
+    def estimator(self) -> Any:
+        """The deserialized estimator (loaded and confirmed now if it was deferred)."""
+        if self._estimator is None:
+            self.confirm()
+        return self._estimator
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the estimator is loaded (always, unless the load was deferred)."""
+        return self._estimator is not None
+
+    def confirm(self) -> None:
+        """Load a deferred estimator and check the linear form against its own ``predict``.
+
+        Raises the store's ArtifactError when the estimator cannot be loaded, or IntegrityError
+        when the version on disk is no longer the one verified at first. When the two disagree
+        beyond 1e-9 the predictor switches to the estimator's ``predict`` (and logs it).
+        """
+        with self._confirm_lock:
+            if self._estimator is not None or self._load_estimator is None:
+                return
+            artifact = self._load_estimator()
+            if artifact.manifest != self.manifest or artifact.estimator is None:
+                raise IntegrityError(
+                    f"{self.name} v{self.version} changed on disk after it was verified; "
+                    "refusing to load it"
+                )
+            linear = _verified_linear(artifact.estimator, self.manifest)
+            agreed = (
+                linear is not None
+                and self._linear is not None
+                and np.array_equal(linear[0], self._linear[0])
+                and linear[1] == self._linear[1]
+            )
+            self._estimator = artifact.estimator
+            if not agreed:
+                logger.warning(
+                    "%s v%d: %s does not agree with the estimator; predicting with the "
+                    "estimator instead",
+                    self.name,
+                    self.version,
+                    LINEAR_FILE,
+                )
+                self._linear = linear
 
     @property
     def batchable(self) -> bool:
@@ -341,6 +421,19 @@ _LINEAR_REGRESSORS = frozenset(
 _LEAN_TOLERANCE = 1e-9
 
 
+def linear_attachment(estimator: Any, task: Task, schema: FeatureSchema) -> dict[str, bytes]:
+    """``{"linear.json": ...}`` for an estimator the lean path can serve, else ``{}``.
+
+    Published beside the model so that a server can answer with it before it has imported
+    scikit-learn; the same 1e-9 check against ``predict`` is made here, at training time.
+    """
+    linear = _linear_of(estimator, task, schema)
+    if linear is None:
+        return {}
+    coef, intercept = linear
+    return {LINEAR_FILE: orjson.dumps({"coef": coef.tolist(), "intercept": intercept})}
+
+
 def _verified_linear(estimator: Any, manifest: Manifest) -> tuple[np.ndarray, float] | None:
     """``(coef, intercept)`` when ``X @ coef + intercept`` is the estimator's own predict.
 
@@ -348,15 +441,21 @@ def _verified_linear(estimator: Any, manifest: Manifest) -> tuple[np.ndarray, fl
     already made; for plain linear regressors the math is one dot product. It is used only when
     it agrees with the estimator's ``predict`` to 1e-9 on rows spread over the training range.
     """
+    return _linear_of(estimator, manifest.task, manifest.input_schema)
+
+
+def _linear_of(
+    estimator: Any, task: Task, schema: FeatureSchema
+) -> tuple[np.ndarray, float] | None:
     name = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
-    if name not in _LINEAR_REGRESSORS or manifest.task != "regression":
+    if name not in _LINEAR_REGRESSORS or task != "regression":
         return None
     coef = np.asarray(getattr(estimator, "coef_", None), dtype=np.float64)
     intercept = np.asarray(getattr(estimator, "intercept_", np.nan), dtype=np.float64)
-    if coef.ndim != 1 or coef.shape[0] != manifest.input_schema.count or intercept.ndim != 0:
+    if coef.ndim != 1 or coef.shape[0] != schema.count or intercept.ndim != 0:
         return None
     rng = np.random.default_rng(0)
-    features = manifest.input_schema.features
+    features = schema.features
     centre = np.array([f.mean or 0.0 for f in features])
     spread = np.array([f.std or 1.0 for f in features])
     trial = np.vstack([centre, centre + spread * rng.normal(scale=3.0, size=(63, len(features)))])

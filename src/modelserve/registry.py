@@ -7,6 +7,12 @@ Live updates are copy-on-write: a new version is read, verified, deserialized an
 off the request path, then the model's state is replaced by one assignment. A request that already
 holds a Predictor finishes on it; the next request sees the new state. A version that fails any
 step is recorded with its reason and never served, and the versions already loaded keep serving.
+
+A server's registry defers estimators (``defer_estimators=True``): a linear model published with
+``linear.json`` is verified and served from that linear form at once, so start-up does not wait
+for scikit-learn and skops to import (~2 s); one background thread then loads each estimator
+and confirms it agrees (``Predictor.confirm``). A version whose estimator then fails to load is
+withdrawn, as it would have been refused up front.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from modelserve.errors import (
 from modelserve.predictor import Predictor
 from modelserve.settings import Settings
 from modelserve.signing import load_verify_key
-from modelserve.store import LoadPolicy, ModelStore
+from modelserve.store import LoadedArtifact, LoadPolicy, ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +127,125 @@ def _fingerprint(directory: Path) -> Fingerprint:
 class ModelRegistry:
     """Resolves (name, version) to a verified Predictor and follows the store's changes."""
 
-    def __init__(self, settings: Settings, events: RegistryEvents | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        events: RegistryEvents | None = None,
+        *,
+        defer_estimators: bool = False,
+        confirm_in_background: bool = True,
+    ) -> None:
         self.events: RegistryEvents = events if events is not None else _NoEvents()
+        self.defer_estimators = defer_estimators
+        self.confirm_in_background = confirm_in_background
         self.store = ModelStore(settings.store)
         self.policy = load_policy(settings)
         self.max_rows = settings.max_rows
         self.max_problems = settings.max_error_details
         self._models: Mapping[str, ModelState] = MappingProxyType({})
         self._lock = threading.Lock()  # one writer at a time; readers never wait
+        self._confirm_lock = threading.Lock()
+        self._confirmer: threading.Thread | None = None
+        self._confirm_again = False
 
     # -- loading ------------------------------------------------------------------------------
 
-    def load_predictor(self, name: str, version: int | None = None) -> Predictor:
-        """Verify, load and smoke-test one version (the newest when ``version`` is None)."""
-        artifact = self.store.load(name, version, self.policy)
-        predictor = Predictor(artifact, max_rows=self.max_rows, max_problems=self.max_problems)
+    def load_predictor(
+        self, name: str, version: int | None = None, *, defer: bool = False
+    ) -> Predictor:
+        """Verify, load and smoke-test one version (the newest when ``version`` is None).
+
+        With ``defer``, a version published with its linear form is not deserialized yet: see
+        :meth:`confirm_pending`.
+        """
+        artifact = self.store.load(name, version, self.policy, defer_estimator=defer)
+        exact = artifact.manifest.version
+
+        def load_estimator() -> LoadedArtifact:
+            return self.store.load(name, exact, self.policy)
+
+        predictor = Predictor(
+            artifact,
+            max_rows=self.max_rows,
+            max_problems=self.max_problems,
+            load_estimator=None if artifact.estimator is not None else load_estimator,
+        )
         predictor.smoke_test()
         return predictor
+
+    def confirm_pending(self) -> None:
+        """Load every deferred estimator and confirm it; withdraw a version that fails.
+
+        A version that fails here would have been refused at load without deferral (its model
+        file no longer matches, or cannot be deserialized under the server's policy), so it stops
+        being served, with the reason in the index, exactly like a refused version.
+        """
+        while True:
+            pending = [
+                (name, version, predictor)
+                for name, state in self._models.items()
+                for version, predictor in state.loaded.items()
+                if not predictor.confirmed
+            ]
+            if not pending:
+                return
+            for name, version, predictor in pending:
+                try:
+                    predictor.confirm()
+                except (ArtifactError, StoreError) as exc:
+                    self._withdraw(name, version, predictor, exc.message)
+                except Exception as exc:  # any failure to load refuses the version
+                    self._withdraw(name, version, predictor, f"cannot load the estimator: {exc}")
+                else:
+                    logger.info("confirmed %s v%d against its estimator", name, version)
+
+    def wait_confirmed(self, timeout: float | None = None) -> bool:
+        """Wait for the background confirmation to finish; True when nothing is pending."""
+        with self._confirm_lock:
+            thread = self._confirmer
+        if thread is not None:
+            thread.join(timeout)
+        return self.all_confirmed
+
+    @property
+    def all_confirmed(self) -> bool:
+        """Whether every served version has its estimator loaded (none is deferred)."""
+        return all(p.confirmed for s in self._models.values() for p in s.loaded.values())
+
+    def _confirm_in_background(self) -> None:
+        if not (self.defer_estimators and self.confirm_in_background):
+            return
+        with self._confirm_lock:
+            if self._confirmer is not None:
+                self._confirm_again = True
+                return
+            thread = threading.Thread(
+                target=self._confirm_loop, name="modelserve-confirm", daemon=True
+            )
+            self._confirmer = thread
+        thread.start()
+
+    def _confirm_loop(self) -> None:
+        while True:
+            self.confirm_pending()
+            with self._confirm_lock:
+                if not self._confirm_again:
+                    self._confirmer = None
+                    return
+                self._confirm_again = False
+
+    def _withdraw(self, name: str, version: int, predictor: Predictor, reason: str) -> None:
+        with self._lock:
+            state = self._models.get(name)
+            if state is None or state.loaded.get(version) is not predictor:
+                return  # dropped or replaced meanwhile
+            loaded = {v: p for v, p in state.loaded.items() if v != version}
+            fingerprint = _fingerprint(self.store.version_dir(name, version))
+            failed = {**state.failed, version: Failure(reason, fingerprint)}
+            new = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
+            self._publish({**self._models, name: new})
+        self.events.version_refused(name, version, reason)
+        logger.error("withdrew %s v%d: %s", name, version, reason)
 
     def load_all(self) -> None:
         """Load every version of every model in the store (at startup)."""
@@ -165,6 +273,7 @@ class ModelRegistry:
             self._publish(
                 {name: s for name, s in updated.items() if s.loaded or s.failed or s.unloaded}
             )
+        self._confirm_in_background()
 
     def load_model(self, name: str) -> ModelState:
         """Load (or reload) every version of a model from the store, verifying each afresh.
@@ -182,7 +291,9 @@ class ModelRegistry:
             refused: list[str] = []
             for version in self._versions_on_disk(name):
                 try:
-                    loaded[version] = self.load_predictor(name, version)
+                    loaded[version] = self.load_predictor(
+                        name, version, defer=self.defer_estimators
+                    )
                     self.events.version_loaded(name, version)
                 except (ArtifactError, StoreError) as exc:
                     self.events.version_refused(name, version, exc.message)
@@ -195,6 +306,7 @@ class ModelRegistry:
                     logger.error("refused to load %s v%d: %s", name, version, exc.message)
             state = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
             self._publish({**self._models, name: state})
+        self._confirm_in_background()
         if refused:
             raise ModelUnavailableError(
                 f"reload of {name!r} refused: {'; '.join(refused)}; the copy verified at its "
@@ -234,7 +346,9 @@ class ModelRegistry:
                 failed[version] = previous
                 continue
             try:
-                loaded[version] = self.load_predictor(state.name, version)
+                loaded[version] = self.load_predictor(
+                    state.name, version, defer=self.defer_estimators
+                )
             except (ArtifactError, StoreError) as exc:
                 failed[version] = Failure(exc.message, fingerprint)
                 self.events.version_refused(state.name, version, exc.message)

@@ -14,12 +14,14 @@ matched.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import pickle
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,8 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sklearn
-import skops.io as sio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -47,11 +47,13 @@ from modelserve.errors import (
     VersionNotFoundError,
 )
 from modelserve.manifest import (
+    LINEAR_FILE,
     MANIFEST_FILE,
     MODEL_FILES,
     ArtifactFormat,
     EstimatorInfo,
     FeatureSchema,
+    LinearForm,
     Manifest,
     OutputSpec,
     RuntimeVersions,
@@ -106,15 +108,22 @@ class LoadPolicy:
 
 @dataclass(frozen=True, slots=True)
 class LoadedArtifact:
-    """A verified manifest and the estimator deserialized from the file it describes."""
+    """A verified manifest and the estimator deserialized from the file it describes.
+
+    A deferred load (``ModelStore.load(..., defer_estimator=True)`` of a version published with
+    ``linear.json``) carries the verified linear form instead and ``estimator`` is None.
+    """
 
     manifest: Manifest
     estimator: Any = field(repr=False)
+    linear: LinearForm | None = None
 
 
 def serialize(estimator: Any, fmt: ArtifactFormat) -> bytes:
     """Serialize a fitted estimator in the given artifact format."""
     if fmt == "skops":
+        import skops.io as sio  # noqa: PLC0415 - ~1 s to import; only when a model needs it
+
         data: bytes = sio.dumps(estimator)
         return data
     return pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
@@ -242,11 +251,24 @@ class ModelStore:
             )
         return manifest
 
-    def load(self, name: str, version: int | None, policy: LoadPolicy) -> LoadedArtifact:
+    def load(
+        self,
+        name: str,
+        version: int | None,
+        policy: LoadPolicy,
+        *,
+        defer_estimator: bool = False,
+    ) -> LoadedArtifact:
         """Verify one version against its manifest and deserialize it under ``policy``.
 
         Raises an :class:`~modelserve.errors.ArtifactError` subclass for anything that must not
         be served; the model file is never deserialized before its sha256 matched.
+
+        With ``defer_estimator``, a version published with ``linear.json`` is verified exactly
+        the same way (signature, manifest, model file's sha256, library version, the linear
+        form's own sha256) but not deserialized: the artifact carries the linear form and no
+        estimator, so the server can answer before scikit-learn is even imported. The caller
+        loads the estimator later and checks the two agree (see ``Predictor.confirm``).
         """
         manifest = self.read_manifest(name, version, policy.verify_key)
         label = f"{manifest.name} v{manifest.version}"
@@ -271,16 +293,21 @@ class ModelStore:
                 f"{manifest.sha256[:12]}…, {manifest.size_bytes} bytes): "
                 "the file is truncated or was modified; refusing to load it"
             )
-        if manifest.runtime.sklearn != sklearn.__version__:
+        running = _sklearn_version()
+        if manifest.runtime.sklearn != running:
             message = (
                 f"{label} was trained with scikit-learn {manifest.runtime.sklearn} but this "
-                f"server runs {sklearn.__version__}; loading across versions is unsupported"
+                f"server runs {running}; loading across versions is unsupported"
             )
             if not policy.allow_version_mismatch:
                 raise IncompatibleArtifactError(
                     message + " (set MODELSERVE_ALLOW_VERSION_MISMATCH=true to load it anyway)"
                 )
             logger.warning("%s; loading anyway because allow_version_mismatch is set", message)
+        if defer_estimator and LINEAR_FILE in manifest.attachments:
+            linear = self._linear_form(manifest)
+            if linear is not None:
+                return LoadedArtifact(manifest=manifest, estimator=None, linear=linear)
         estimator = (
             self._load_skops(label, payload, policy)
             if manifest.format == "skops"
@@ -289,8 +316,27 @@ class ModelStore:
         _check_estimator(label, estimator, manifest)
         return LoadedArtifact(manifest=manifest, estimator=estimator)
 
+    def _linear_form(self, manifest: Manifest) -> LinearForm | None:
+        """The version's verified ``linear.json``, or None (then the estimator is loaded)."""
+        content = self.read_attachment(manifest, LINEAR_FILE)  # IntegrityError if it changed
+        try:
+            linear = LinearForm.model_validate_json(content)
+        except ValidationError:
+            linear = None
+        if linear is None or len(linear.coef) != manifest.input_schema.count:
+            logger.warning(
+                "%s v%d: %s is not a usable linear form; loading the estimator instead",
+                manifest.name,
+                manifest.version,
+                LINEAR_FILE,
+            )
+            return None
+        return linear
+
     @staticmethod
     def _load_skops(label: str, payload: bytes, policy: LoadPolicy) -> Any:
+        import skops.io as sio  # noqa: PLC0415 - ~1 s to import; only when a model needs it
+
         try:
             untrusted = sio.get_untrusted_types(data=payload)
         except Exception as exc:  # skops raises zipfile/JSON/key errors on malformed files
@@ -335,6 +381,7 @@ class ModelStore:
         validate_model_name(name)
         attachments = dict(attachments or {})
         reserved = {MANIFEST_FILE, SIGNATURE_FILE, *MODEL_FILES.values()}
+        # linear.json is published by training, which checked it against the estimator.
         for file_name in attachments:
             if not _ATTACHMENT.match(file_name) or file_name in reserved:
                 raise PublishError(f"{file_name!r} cannot be an attachment's file name")
@@ -385,6 +432,19 @@ class ModelStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sklearn_version() -> str:
+    """The running scikit-learn's version, without importing it (~1 s) when it is not loaded."""
+    loaded = sys.modules.get("sklearn")
+    if loaded is not None:
+        return str(loaded.__version__)
+    try:
+        return importlib.metadata.version("scikit-learn")
+    except importlib.metadata.PackageNotFoundError:
+        import sklearn  # noqa: PLC0415 - installed without metadata
+
+        return str(sklearn.__version__)
 
 
 def _check_signature(label: str, manifest: bytes, path: Path, key: Ed25519PublicKey) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -18,22 +19,6 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sklearn.datasets import make_classification, make_regression
-from sklearn.ensemble import (
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression, Ridge
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-)
-from sklearn.model_selection import train_test_split
 
 from modelserve.errors import DatasetError, TrainingError, UnknownEstimatorError
 from modelserve.manifest import (
@@ -47,6 +32,7 @@ from modelserve.manifest import (
     Task,
     TrainingData,
 )
+from modelserve.predictor import linear_attachment
 from modelserve.report import build_report
 from modelserve.store import ManifestDraft, ModelStore, serialize, validate_model_name
 
@@ -62,33 +48,52 @@ class EstimatorKind:
     description: str
 
 
+def _sklearn(module: str, name: str) -> Any:
+    """A scikit-learn class, imported when training needs it (``serve`` never imports it)."""
+    return getattr(importlib.import_module(f"sklearn.{module}"), name)
+
+
 ESTIMATORS: dict[str, EstimatorKind] = {
-    "linear": EstimatorKind("regression", lambda seed: LinearRegression(), "LinearRegression"),
-    "ridge": EstimatorKind("regression", lambda seed: Ridge(random_state=seed), "Ridge"),
-    "lasso": EstimatorKind("regression", lambda seed: Lasso(random_state=seed), "Lasso"),
+    "linear": EstimatorKind(
+        "regression",
+        lambda seed: _sklearn("linear_model", "LinearRegression")(),
+        "LinearRegression",
+    ),
+    "ridge": EstimatorKind(
+        "regression", lambda seed: _sklearn("linear_model", "Ridge")(random_state=seed), "Ridge"
+    ),
+    "lasso": EstimatorKind(
+        "regression", lambda seed: _sklearn("linear_model", "Lasso")(random_state=seed), "Lasso"
+    ),
     "random-forest": EstimatorKind(
         "regression",
-        lambda seed: RandomForestRegressor(n_estimators=100, random_state=seed),
+        lambda seed: _sklearn("ensemble", "RandomForestRegressor")(
+            n_estimators=100, random_state=seed
+        ),
         "RandomForestRegressor",
     ),
     "gradient-boosting": EstimatorKind(
         "regression",
-        lambda seed: GradientBoostingRegressor(random_state=seed),
+        lambda seed: _sklearn("ensemble", "GradientBoostingRegressor")(random_state=seed),
         "GradientBoostingRegressor",
     ),
     "logistic-regression": EstimatorKind(
         "classification",
-        lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
+        lambda seed: _sklearn("linear_model", "LogisticRegression")(
+            max_iter=1000, random_state=seed
+        ),
         "LogisticRegression",
     ),
     "random-forest-classifier": EstimatorKind(
         "classification",
-        lambda seed: RandomForestClassifier(n_estimators=100, random_state=seed),
+        lambda seed: _sklearn("ensemble", "RandomForestClassifier")(
+            n_estimators=100, random_state=seed
+        ),
         "RandomForestClassifier",
     ),
     "gradient-boosting-classifier": EstimatorKind(
         "classification",
-        lambda seed: GradientBoostingClassifier(random_state=seed),
+        lambda seed: _sklearn("ensemble", "GradientBoostingClassifier")(random_state=seed),
         "GradientBoostingClassifier",
     ),
 }
@@ -145,13 +150,13 @@ def synthetic_dataset(task: Task, samples: int, features: int, noise: float, see
         raise DatasetError(f"--features must be at least 1, got {features}")
     names = [f"x{i}" for i in range(features)]
     if task == "regression":
-        X, y = make_regression(
+        X, y = _sklearn("datasets", "make_regression")(
             n_samples=samples, n_features=features, noise=noise, random_state=seed
         )
         call = f"make_regression(n_samples={samples}, n_features={features}, noise={noise}"
     else:
         informative = max(1, min(features, 5))
-        X, y = make_classification(
+        X, y = _sklearn("datasets", "make_classification")(
             n_samples=samples,
             n_features=features,
             n_informative=informative,
@@ -267,7 +272,7 @@ def train(
         )
     stratify = data.y if kind.task == "classification" and _can_stratify(data.y) else None
     try:
-        X_train, X_test, y_train, y_test = train_test_split(
+        X_train, X_test, y_train, y_test = _sklearn("model_selection", "train_test_split")(
             data.X, data.y, test_size=config.test_size, random_state=config.seed, stratify=stratify
         )
     except ValueError as exc:
@@ -310,8 +315,9 @@ def train(
         draft.metrics,
         classes,
     )
+    attachments = {**report, **linear_attachment(estimator, kind.task, draft.input_schema)}
     payload = serialize(estimator, config.format)
-    manifest = store.publish(config.name, payload, config.format, draft, signing_key, report)
+    manifest = store.publish(config.name, payload, config.format, draft, signing_key, attachments)
     return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
 
 
@@ -337,6 +343,14 @@ def _feature_schema(names: list[str], X: np.ndarray) -> FeatureSchema:
 
 
 def _metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import (  # noqa: PLC0415 - see _sklearn
+        accuracy_score,
+        f1_score,
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
+
     if task == "regression":
         return {
             "r2": float(r2_score(y_true, y_pred)),
@@ -425,7 +439,8 @@ def import_pickle(
         ),
     )
     payload = raw if fmt == "pickle" else serialize(estimator, fmt)
-    manifest = store.publish(name, payload, fmt, draft, signing_key)
+    linear = linear_attachment(estimator, task, draft.input_schema)
+    manifest = store.publish(name, payload, fmt, draft, signing_key, linear)
     return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
 
 
