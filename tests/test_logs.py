@@ -17,8 +17,13 @@ import orjson
 import pytest
 
 from modelserve.logs import (
+    ACCESS_MESSAGE,
+    TEXT_FORMAT,
+    AccessLog,
+    AccessRecord,
     BufferedStreamHandler,
     JsonFormatter,
+    _only_json_buffer,
     flush_handlers,
     logging_config,
     resolve_format,
@@ -184,3 +189,96 @@ def test_a_closed_stream_never_raises_into_the_server() -> None:
         assert handler.pending == []
     finally:
         root.removeHandler(handler)
+
+
+# -- the access log's fast lane --------------------------------------------------------------
+
+ACCESS_ARGS = ("POST", "/predict", 200, 0.25, "abc", " model=default v1 rows=1")
+ACCESS_FIELDS = {"request_id": "abc", "status": 200, "model": "default", "rows": 1}
+
+
+def json_root() -> tuple[BufferedStreamHandler, io.StringIO]:
+    """The root logger as `modelserve serve` sets it up off a terminal, into a string.
+
+    Called inside the test: pytest adds its capture handlers to the root logger for the call.
+    """
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, capacity=1000)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # conftest's _restore_logging puts pytest's back
+    root.setLevel(logging.INFO)
+    return handler, stream
+
+
+def test_access_lines_are_queued_as_data_and_written_as_logging_would_write_them() -> None:
+    _, stream = json_root()
+    access = AccessLog()
+    access.write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    logging.getLogger("modelserve").warning("after")  # a normal record keeps its place
+    assert stream.getvalue() != ""  # the warning flushed both
+    first, second = stream.getvalue().splitlines()
+    assert orjson.loads(second)["message"] == "after"
+    created = orjson.loads(first)
+    # Byte for byte what the JSON formatter makes of the equivalent LogRecord.
+    record = AccessRecord(ACCESS_MESSAGE, ACCESS_ARGS, dict(ACCESS_FIELDS))
+    expected = orjson.loads(JsonFormatter().format(record))
+    assert {**created, "time": None} == {**expected, "time": None}
+    assert list(created) == list(expected)  # same key order too
+
+
+def test_the_fast_lane_queues_tuples_and_formats_them_only_when_written() -> None:
+    handler, stream = json_root()
+    AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    assert len(handler.pending) == 1
+    assert isinstance(handler.pending[0], tuple)
+    handler.flush()
+    assert orjson.loads(stream.getvalue())["message"] == (
+        "POST /predict 200 0.250 ms id=abc model=default v1 rows=1"
+    )
+
+
+def test_any_other_destination_gets_real_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, _ = json_root()
+    logging.getLogger().addHandler(caplog.handler)
+    with caplog.at_level(logging.INFO, logger="modelserve.access"):
+        AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    (record,) = [r for r in caplog.records if r.name == "modelserve.access"]
+    assert record.getMessage().startswith("POST /predict 200 0.250 ms")
+    assert record.fields == ACCESS_FIELDS  # type: ignore[attr-defined]
+    assert isinstance(handler.pending[0], str)  # formatted by logging, not queued as data
+
+
+def test_the_fast_lane_is_taken_only_when_nothing_else_would_see_the_record() -> None:
+    handler, _ = json_root()
+    access = logging.getLogger("modelserve.access")
+    assert _only_json_buffer(access) is handler
+    handler.addFilter(logging.Filter("other"))
+    assert _only_json_buffer(access) is None
+    handler.filters.clear()
+    access.addFilter(logging.Filter("other"))
+    assert _only_json_buffer(access) is None
+    access.filters.clear()
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    assert _only_json_buffer(access) is None
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(logging.WARNING)
+    assert _only_json_buffer(access) is None
+    handler.setLevel(logging.NOTSET)
+    extra = logging.StreamHandler(io.StringIO())
+    access.addHandler(extra)
+    try:
+        assert _only_json_buffer(access) is None
+    finally:
+        access.removeHandler(extra)
+    assert _only_json_buffer(access) is handler
+
+
+def test_a_formatter_replaced_after_queueing_still_formats_the_line() -> None:
+    handler, stream = json_root()
+    AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.flush()
+    assert stream.getvalue() == "INFO POST /predict 200 0.250 ms id=abc model=default v1 rows=1\n"

@@ -257,3 +257,18 @@ def test_the_fast_parse_accepts_exactly_what_validation_accepts(
     event("fast path taken")
     assert slow is not None, rows
     np.testing.assert_array_equal(fast.rows, np.array(slow.instances, dtype=np.float64))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "number", [b"1e999", b"-1e999", b"1.8e308", b"9" * 400, b"-" + b"9" * 400, b"NaN"]
+)
+def test_the_plain_rows_parser_never_yields_a_non_finite_number(
+    predictor: Predictor, number: bytes
+) -> None:
+    """It skips a finiteness scan because orjson refuses every number a double cannot hold."""
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(b"[" + number + b"]")
+    body = b'{"instances": [[' + number + b", 1, 1, 1, 1, 1, 1, 1, 1, 1]]}"
+    assert predictor._parse_plain_rows(body) is None  # left to the full path's error message
+    with pytest.raises(InvalidInputError):
+        predictor.parse_json(body)

@@ -15,18 +15,15 @@ import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.logs import ACCESS_LOGGER
+from modelserve.logs import ACCESS_MESSAGE, AccessLog, AccessRecord
 from modelserve.metrics import Metrics
 
 SCOPE_KEY = "modelserve.request"
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
-
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 @dataclass(slots=True)
@@ -64,45 +61,6 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class AccessRecord(logging.LogRecord):
-    """An INFO record of the access logger, built for the cost of one dict update.
-
-    ``LogRecord.__init__`` looks up the thread, process and caller for every record (half the
-    cost of an access line at thousands of requests a second); here those are the same for
-    every access line (the event loop's thread, this process), so they are looked up once.
-    Every attribute a ``logging`` format string can name is set, so handlers and formatters
-    configured by the user work unchanged. ``fields`` carries the structured data.
-    """
-
-    _static: dict[str, Any] | None = None
-
-    def __init__(self, msg: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
-        static = AccessRecord._static
-        if static is None:
-            static = AccessRecord._static = _static_attributes()
-        self.__dict__.update(static)
-        created = time.time()
-        self.created = created
-        self.msecs = int((created - int(created)) * 1000) + 0.0
-        self.relativeCreated = (created - _STARTED) * 1000
-        self.msg = msg
-        self.args = args
-        self.fields = fields
-
-
-_STARTED = time.time()
-
-
-def _static_attributes() -> dict[str, Any]:
-    reference = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "", (), None)
-    names = (
-        "name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName",
-        "exc_info", "exc_text", "stack_info", "thread", "threadName", "processName", "process",
-        "taskName",
-    )  # fmt: skip
-    return {name: getattr(reference, name, None) for name in names}
-
-
 class ObservabilityMiddleware:
     """Request id in and out, one access-log record and the metrics for every request."""
 
@@ -121,6 +79,7 @@ class ObservabilityMiddleware:
         self.access_log = access_log
         self.log_health = log_health
         self.health_paths = frozenset(health_paths)
+        self.access = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,12 +114,12 @@ class ObservabilityMiddleware:
         path: str = scope["path"]
         if not self.access_log or (path in self.health_paths and not self.log_health):
             return
-        if not access_logger.isEnabledFor(logging.INFO):
+        access = self.access
+        if not access.logger.isEnabledFor(logging.INFO):
             return
         latency_ms = round(seconds * 1000, 3)
         client = scope.get("client")
-        record = AccessRecord(
-            "%s %s %d %.3f ms id=%s%s",
+        access.write(
             (
                 method,
                 path,
@@ -184,7 +143,13 @@ class ObservabilityMiddleware:
                 "client": None if client is None else f"{client[0]}:{client[1]}",
             },
         )
-        access_logger.handle(record)
 
 
-__all__ = ["SCOPE_KEY", "ObservabilityMiddleware", "RequestInfo", "note_model"]
+__all__ = [
+    "ACCESS_MESSAGE",
+    "SCOPE_KEY",
+    "AccessRecord",
+    "ObservabilityMiddleware",
+    "RequestInfo",
+    "note_model",
+]
