@@ -7,6 +7,7 @@ measured in the same run. Writes bench/RESULTS.md.
 
     make bench                                  # 3 x 15 s per workload
     BENCH_DURATION=3 BENCH_RUNS=1 make bench    # a quick look
+    BENCH_ONLY=ceiling,modelserve make bench    # servers whose name starts so; prints only
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from modelserve.train_model import TrainConfig, train  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "15"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+# A comma-separated list of server-name prefixes: a partial run prints, writes no RESULTS.md.
+ONLY = tuple(p for p in os.environ.get("BENCH_ONLY", "").split(",") if p)
 SERVER_CPU, CLIENT_CPU = "1", "0"
 PYTHON = sys.executable
 WORKLOADS = {"W1": (1, 32), "W2": (100, 8), "W3": (10_000, 2)}  # rows per request, connections
@@ -214,6 +217,9 @@ def main() -> None:
                 {"MODELSERVE_MICRO_BATCHING": "false"}, workloads=("W1", "W2"), model="forest"),
          [("native", "/v1/models/forest/predict")]),
     ]
+    if ONLY:
+        servers = [(s, r) for s, r in servers if s.name == "ceiling (bare ASGI + orjson)"
+                   or any(s.name == p or s.name.startswith(p + ",") for p in ONLY)]
     table: dict[tuple[str, str, str], Result] = {}
     for server, routes in servers:
         port = free_port()
@@ -236,6 +242,11 @@ def main() -> None:
                           flush=True)
         finally:
             stop(process)
+    for server, _ in servers:
+        print(f"{server.name:32} start to ready {server.start_to_ready_s:.2f} s  "  # noqa: T201
+              f"idle RSS {server.idle_rss_mib:.0f} MiB")
+    if ONLY:
+        return
     batch = batch_scoring(store, work)
     write_results(servers, table, batch)
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import orjson
 import pytest
+import simdjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -265,10 +266,58 @@ def test_the_fast_parse_accepts_exactly_what_validation_accepts(
 def test_the_plain_rows_parser_never_yields_a_non_finite_number(
     predictor: Predictor, number: bytes
 ) -> None:
-    """It skips a finiteness scan because orjson refuses every number a double cannot hold."""
-    with pytest.raises(orjson.JSONDecodeError):
-        orjson.loads(b"[" + number + b"]")
+    """It skips a finiteness scan because simdjson refuses every number a double cannot hold."""
+    with pytest.raises((ValueError, RuntimeError)):
+        simdjson.Parser().parse(b"[" + number + b"]").as_buffer(of_type="d")  # type: ignore[union-attr]
     body = b'{"instances": [[' + number + b", 1, 1, 1, 1, 1, 1, 1, 1, 1]]}"
     assert predictor._parse_plain_rows(body) is None  # left to the full path's error message
     with pytest.raises(InvalidInputError):
         predictor.parse_json(body)
+
+
+_TEN = "1, 2.5, -3, 4e2, 5E+2, -0, 7.25e-3, 8, 9, 10"
+_NINE = "1, 2, 3, 4, 5, 6, 7, 8, 9"
+_ELEVEN = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"instances": [[{_TEN}]]}}',
+        f'{{"instances":[[{_TEN.replace(" ", "")}],[{_TEN}]]}}',
+        f'{{\n  "instances": [\n    [{_TEN}],\n\t[{_TEN}]\r\n  ]\n}}',
+    ],
+)
+def test_plain_bodies_take_the_fast_parse(predictor: Predictor, body: str) -> None:
+    fast = predictor._parse_plain_rows(body.encode())
+    assert fast is not None
+    slow = predictor._request_model.model_validate_json(body)
+    np.testing.assert_array_equal(fast.rows, np.array(slow.instances, dtype=np.float64))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"instances": [[{_NINE}], [{_ELEVEN}]]}}',  # ragged, 20 values in all
+        f'{{"instances": [[{_TEN}]], "instances": [[{_TEN}]]}}',  # a repeated key
+        f'{{"instances": [[{_TEN}]], "return_probabilities": false}}',
+        f'{{"instanceEs": [[{_TEN}]]}}',  # the same skeleton, another key
+        f'{{"instances": [[{_TEN}], []]}}',
+        '{"instances": []}',
+        f'{{"instances": [[[{_TEN}]]]}}',
+        f'{{"instances": [[{_TEN.replace("8", "+8")}]]}}',
+        f'{{"instances": [[{_TEN.replace("8", "08")}]]}}',
+        f'{{"instances": [[{_TEN.replace("8", "8.")}]]}}',
+        f'{{"instances": [[{_TEN.replace(", 8,", " 8,")}]]}}',  # two numbers, no comma
+        f'{{"instances": [[{_TEN.replace("8", "1-2")}]]}}',
+        f'{{"instances": [[{_TEN}]]}} trailing',
+    ],
+)
+def test_other_bodies_are_left_to_validation(predictor: Predictor, body: str) -> None:
+    assert predictor._parse_plain_rows(body.encode()) is None
+
+
+def test_the_fast_parse_respects_max_rows(predictor: Predictor) -> None:
+    rows = [[1.0] * 10] * (predictor.max_rows + 1)
+    assert predictor._parse_plain_rows(orjson.dumps({"instances": rows})) is None
+    assert predictor._parse_plain_rows(orjson.dumps({"instances": rows[:-1]})) is not None
