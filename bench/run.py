@@ -159,13 +159,15 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it with apt-get)")
     work = Path(tempfile.mkdtemp(prefix="modelserve-bench-"))
+    # The default model alone: start-to-ready is measured "with the default model".
     store = ModelStore(work / "models")
     train(TrainConfig(), store)
-    # A model whose predict costs per call (~ms), where micro-batching matters.
-    train(TrainConfig(name="forest", estimator="random-forest"), store)
+    # A model whose predict costs per call (~ms), where micro-batching matters: its own store.
+    forest_store = ModelStore(work / "forest-models")
+    train(TrainConfig(name="forest", estimator="random-forest"), forest_store)
     model_path = store.version_dir("default", 1) / "model.skops"
     model = sio.load(model_path)
-    forest_path = store.version_dir("forest", 1) / "model.skops"
+    forest_path = forest_store.version_dir("forest", 1) / "model.skops"
     forest = sio.load(forest_path, trusted=sio.get_untrusted_types(file=forest_path))
     rng = np.random.default_rng(0)
 
@@ -195,6 +197,7 @@ def main() -> None:
 
     modelserve = [str(Path(PYTHON).parent / "modelserve"), "serve", "--store", str(store.root),
                   "--port", "{port}", "--no-train-if-empty"]
+    modelserve_forest = [*modelserve[:3], str(forest_store.root), *modelserve[4:]]
     uvicorn = [PYTHON, "-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log",
                "--loop", "uvloop", "--http", "httptools"]
     servers = [
@@ -210,10 +213,10 @@ def main() -> None:
                 {"MODELSERVE_ACCESS_LOG": "false"}, workloads=("W1",)),
          [("native", "/predict"), ("v2-json", "/v2/models/default/infer")]),
         # Micro-batching, on a random forest (100 trees): one predict call per request, or merged.
-        (Server("modelserve, random forest, batching on", modelserve, "/health/ready",
+        (Server("modelserve, random forest, batching on", modelserve_forest, "/health/ready",
                 workloads=("W1", "W2"), model="forest"),
          [("native", "/v1/models/forest/predict")]),
-        (Server("modelserve, random forest, batching off", modelserve, "/health/ready",
+        (Server("modelserve, random forest, batching off", modelserve_forest, "/health/ready",
                 {"MODELSERVE_MICRO_BATCHING": "false"}, workloads=("W1", "W2"), model="forest"),
          [("native", "/v1/models/forest/predict")]),
     ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from modelserve import oip
 from modelserve.errors import InvalidInputError
@@ -287,3 +290,116 @@ def test_model_metadata(classifier: Predictor) -> None:
             {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
         ],
     }
+
+
+# -- the plain JSON decoder (simdjson) agrees with the full one -------------------------------
+
+
+def _v2(data: str, shape: str = "[2, 2]", datatype: str = "FP64", extra: str = "") -> bytes:
+    return (
+        f'{{"inputs": [{{"name": "input", "shape": {shape}, "datatype": "{datatype}", '
+        f'"data": {data}}}]{extra}}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _v2("[1, 2.5, -3e2, 4E-1]"),
+        _v2("[1, 2, 3, 4]", datatype="FP32"),
+        _v2("[1, 2, 3, 4]", extra=', "id": "r-1", "parameters": {"binary_data_output": true}'),
+        _v2("[]", shape="[0, 2]"),
+        b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 2]}, '
+        b'{"name": "b", "shape": [2], "datatype": "FP64", "data": [3, 4]}]}',
+    ],
+)
+def test_plain_v2_bodies_decode_straight_into_buffers_as_the_full_decoder_does(
+    body: bytes,
+) -> None:
+    plain = oip._decode_plain(body)
+    assert plain is not None
+    request, tensors = plain
+    full_request, full_tensors = oip._decode_full(body, None)
+    assert request.model_dump(exclude={"inputs"}) == full_request.model_dump(exclude={"inputs"})
+    assert [i.model_dump(exclude={"data"}) for i in request.inputs] == [
+        i.model_dump(exclude={"data"}) for i in full_request.inputs
+    ]
+    for tensor, full in zip(tensors, full_tensors, strict=True):
+        assert tensor.dtype == full.dtype
+        np.testing.assert_array_equal(tensor, full)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _v2("[[1, 2], [3, 4]]"),  # nested: the full decoder reshapes it
+        _v2("[[1], [[2]], [3], [4]]"),  # ragged, hiding behind a count of 4
+        _v2("[1, 2, 3, 4]", datatype="INT64"),
+        _v2("[1, 2, 3, true]"),
+        _v2("[1, 2, 3, null]"),
+        _v2('[1, 2, 3, "4"]'),
+        _v2("[1, 2, 3, NaN]"),
+        _v2("[1, 2, 3, 1e999]"),
+        _v2("[1, 2, 3, 99999999999999999999999]"),
+        _v2("[1, 2, 3]"),  # three values for a [2, 2] shape
+        _v2("[1, 2, 3, 4]", extra=', "id": "a[0]"'),
+        _v2("[1, 2, 3, 4]", extra=', "outputs": [{"name": "predict"}]'),
+        _v2("[1, 2, 3, 4]", extra=', "inputs": []'),  # a repeated key
+        b'{"inputs": [{"name": "input", "shape": [4], "datatype": "FP64", "data": [1, 2, 3, 4], '
+        b'"parameters": {"binary_data_size": 32}}]}',
+        b'{"inputs": []}',
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_other_v2_bodies_take_the_full_decoder(body: bytes) -> None:
+    assert oip._decode_plain(body) is None
+
+
+_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64]),
+)
+_values = _numbers | st.sampled_from([True, None, "1"]) | st.lists(st.integers(), max_size=2)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.lists(_numbers, min_size=6, max_size=6) | st.lists(_values, max_size=6),
+    shape=st.sampled_from([[2, 3], [6], [3, 2], [1, 6], [2, "3"], [2, True], [-1, 6], [6.0]]),
+    datatype=st.sampled_from(["FP64", "FP32", "INT64", "BYTES"]),
+    request_id=st.sampled_from([None, "r1", 7]),
+    extra=st.sampled_from([{}, {"parameters": {}}, {"outputs": [{"name": "predict"}]}]),
+    input_extra=st.sampled_from([{}, {"parameters": {}}]),
+)
+def test_the_plain_decoder_accepts_only_what_the_full_one_accepts_and_decodes_it_the_same(
+    data: list[object],
+    shape: list[object],
+    datatype: str,
+    request_id: object,
+    extra: dict[str, object],
+    input_extra: dict[str, object],
+) -> None:
+    item = {"name": "input", "shape": shape, "datatype": datatype, "data": data, **input_extra}
+    document: dict[str, object] = {"inputs": [item], **extra}
+    if request_id is not None:
+        document["id"] = request_id
+    body = json.dumps(document).encode()  # orjson cannot write integers beyond 64 bits
+    plain = oip._decode_plain(body)
+    try:
+        full = oip._decode_full(body, None)
+    except InvalidInputError:
+        full = None
+    if plain is None:
+        return
+    event("plain decoder taken")
+    assert full is not None, body
+    request, tensors = plain
+    assert request.model_dump(exclude={"inputs"}) == full[0].model_dump(exclude={"inputs"})
+    assert [i.model_dump(exclude={"data"}) for i in request.inputs] == [
+        i.model_dump(exclude={"data"}) for i in full[0].inputs
+    ]
+    for tensor, expected in zip(tensors, full[1], strict=True):
+        assert (tensor.dtype, tensor.shape) == (expected.dtype, expected.shape)
+        np.testing.assert_array_equal(tensor, expected)

@@ -249,11 +249,8 @@ class Predictor:
         rows = _plain_row_count(body.translate(None, _NUMBER_CHARS), count, self.max_rows)
         if rows is None:
             return None
-        parser = getattr(_parsers, "parser", None)
-        if parser is None:  # one per thread: a simdjson parser is not thread-safe
-            parser = _parsers.parser = simdjson.Parser()
         try:
-            document = parser.parse(body)
+            document = json_parser().parse(body)
             instances = document["instances"] if isinstance(document, simdjson.Object) else None
             if not isinstance(instances, simdjson.Array):
                 return None
@@ -472,6 +469,15 @@ def _linear_of(
     if not np.allclose(lean, expected, rtol=0, atol=_LEAN_TOLERANCE):
         return None
     return coef, np.float64(intercept)
+
+
+def json_parser() -> simdjson.Parser:
+    """This thread's simdjson parser (a parser is not thread-safe; its documents live until
+    its next ``parse``, so callers copy what they keep before parsing again)."""
+    parser: simdjson.Parser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = simdjson.Parser()
+    return parser
 
 
 def _plain_row_count(skeleton: bytes, count: int, max_rows: int) -> int | None:
