@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test test-slow bench lint typecheck unit install install-dev clean
+.PHONY: run test test-slow bench bench-mlserver lint typecheck unit install install-dev clean
 
 # Installing and starting go through scripts/bootstrap, which the Dockerfile calls too.
 BOOTSTRAP := VENV=$(VENV) PYTHON=$(PYTHON) scripts/bootstrap
@@ -53,6 +53,14 @@ bench: $(STAMP_DEV)
 	command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
 	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
 	$(BIN)/python bench/run.py
+
+## bench-mlserver: the same, with MLServer 1.7.1 (sklearn runtime) in its own venv added to the table
+MLSERVER_VENV ?= .venv-mlserver
+bench-mlserver: $(STAMP_DEV)
+	test -x $(MLSERVER_VENV)/bin/mlserver || ($(PYTHON) -m venv $(MLSERVER_VENV) && \
+	  $(MLSERVER_VENV)/bin/pip install -q mlserver==1.7.1 mlserver-sklearn==1.7.1 \
+	  "scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')")
+	MLSERVER_BIN=$(MLSERVER_VENV)/bin/mlserver $(MAKE) bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -239,9 +239,12 @@ def main() -> None:
                 {"MODELSERVE_MICRO_BATCHING": "false"}, workloads=("W1", "W2"), model="forest"),
          [("native", "/v1/models/forest/predict")]),
     ]
+    mlserver = mlserver_server(work, model)
+    if mlserver is not None:
+        servers.insert(2, mlserver)
     if ONLY:
         servers = [(s, r) for s, r in servers if s.name == "ceiling (bare ASGI + orjson)"
-                   or any(s.name == p or s.name.startswith(p + ",") for p in ONLY)]
+                   or any(s.name == p or s.name.startswith((p + ",", p + " ")) for p in ONLY)]
     table: dict[tuple[str, str, str], Result] = {}
     early: dict[str, Result] = {}
     for server, routes in servers:
@@ -280,6 +283,35 @@ def main() -> None:
         return
     batch = batch_scoring(store, work)
     write_results(servers, table, batch, early)
+
+
+def mlserver_server(work: Path, model: object) -> tuple[Server, list[tuple[str, str]]] | None:
+    """MLServer with its scikit-learn runtime, when installed (MLSERVER_BIN or `mlserver` on PATH).
+
+    It runs from its own environment (its pins clash with modelserve's), serves the same model as
+    a joblib file, predicts in the server process (parallel_workers=0: one pinned core, like the
+    others) and speaks V2 JSON only over REST, so it is timed on the v2-json bodies.
+    """
+    binary = os.environ.get("MLSERVER_BIN") or shutil.which("mlserver")
+    if not binary:
+        return None
+    import joblib  # noqa: PLC0415 - a scikit-learn dependency; only needed for this row
+
+    repository = work / "mlserver"
+    (repository / "default").mkdir(parents=True)
+    joblib.dump(model, repository / "default" / "model.joblib")
+    (repository / "default" / "model-settings.json").write_text(orjson.dumps({
+        "name": "default", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "v1"},
+    }).decode())
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    env = {"MLSERVER_HOST": "127.0.0.1", "MLSERVER_GRPC_PORT": str(free_port()),
+           "MLSERVER_METRICS_PORT": str(free_port()), "MLSERVER_PARALLEL_WORKERS": "0",
+           "MLSERVER_DEBUG": "false"}
+    command = ["env", "MLSERVER_HTTP_PORT={port}", binary, "start", str(repository)]
+    name = f"MLServer {version[-1] if version else ''} (sklearn runtime)".replace("  ", " ")
+    return (Server(name, command, "/v2/health/ready", env),
+            [("v2-json", "/v2/models/default/infer")])
 
 
 def check(url: str, kind: str, work: Path, expected: dict[str, np.ndarray]) -> None:
