@@ -241,23 +241,25 @@ def test_the_background_thread_confirms_every_deferred_version(
     assert all(registry.get("default", v).confirmed for v in (1, 2))
 
 
-def test_a_version_whose_estimator_then_fails_to_load_is_withdrawn(
+def test_a_version_whose_estimator_can_no_longer_load_keeps_its_verified_linear_form(
     store: ModelStore, settings: Settings
 ) -> None:
+    rows = np.random.default_rng(5).normal(size=(4, 10))
     train(TrainConfig(name="default", samples=50, seed=1), store)
+    expected = store.load("default", 2, LoadPolicy()).estimator.predict(rows)
     events = _Refusals()
     registry = _deferred(settings, events)
-    assert registry.get("default").version == 2
+    predictor = registry.get("default")
     _corrupt(store, "default", 2)  # changed after the deferred load verified it
     registry.confirm_pending()
-    state = registry.state("default")
-    assert sorted(state.loaded) == [1]
-    assert "does not match its manifest" in state.failed[2].reason
-    assert events.refused == [("default", 2, state.failed[2].reason)]
-    assert registry.get("default").version == 1  # the version before it serves again
-    with pytest.raises(ModelUnavailableError, match="version 2 is not served"):
-        registry.get("default", 2)
-    assert [e.state for e in registry.index() if e.name == "default"] == ["READY", "UNAVAILABLE"]
+    assert not predictor.confirmed
+    assert predictor.confirm_error is not None
+    assert "does not match its manifest" in predictor.confirm_error
+    assert registry.all_confirmed  # nothing left to try: no endless retry loop
+    assert sorted(registry.state("default").loaded) == [1, 2]
+    assert events.refused == []
+    assert registry.get("default") is predictor
+    np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)
 
 
 def test_a_linear_form_that_disagrees_with_its_estimator_gives_way_to_the_estimator(

@@ -83,6 +83,7 @@ class Predictor:
         self._estimator: Any = artifact.estimator
         self._load_estimator = load_estimator
         self._confirm_lock = threading.Lock()
+        self.confirm_error: str | None = None  # why the deferred estimator could not be loaded
         self._linear: tuple[np.ndarray, np.float64] | None
         if artifact.estimator is not None:
             self._linear = _verified_linear(artifact.estimator, self.manifest)
@@ -109,6 +110,11 @@ class Predictor:
     def confirmed(self) -> bool:
         """Whether the estimator is loaded (always, unless the load was deferred)."""
         return self._estimator is not None
+
+    @property
+    def settled(self) -> bool:
+        """Confirmed, or the attempt failed (``confirm_error``): nothing left to do."""
+        return self._estimator is not None or self.confirm_error is not None
 
     def confirm(self) -> None:
         """Load a deferred estimator and check the linear form against its own ``predict``.

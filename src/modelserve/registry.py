@@ -11,8 +11,8 @@ step is recorded with its reason and never served, and the versions already load
 A server's registry defers estimators (``defer_estimators=True``): a linear model published with
 ``linear.json`` is verified and served from that linear form at once, so start-up does not wait
 for scikit-learn and skops to import (~2 s); one background thread then loads each estimator
-and confirms it agrees (``Predictor.confirm``). A version whose estimator then fails to load is
-withdrawn, as it would have been refused up front.
+and confirms it agrees (``Predictor.confirm``). If the estimator cannot be loaded then (its files
+left the store), the version keeps serving the linear form verified at load.
 """
 
 from __future__ import annotations
@@ -174,18 +174,18 @@ class ModelRegistry:
         return predictor
 
     def confirm_pending(self) -> None:
-        """Load every deferred estimator and confirm it; withdraw a version that fails.
+        """Load every deferred estimator and confirm it agrees with its linear form.
 
-        A version that fails here would have been refused at load without deferral (its model
-        file no longer matches, or cannot be deserialized under the server's policy), so it stops
-        being served, with the reason in the index, exactly like a refused version.
+        A version whose estimator cannot be loaded now (its files left the store or changed
+        since they were verified) keeps serving the linear form verified at load, like any
+        verified copy held in memory; the reason is logged and kept in ``confirm_error``.
         """
         while True:
             pending = [
                 (name, version, predictor)
                 for name, state in self._models.items()
                 for version, predictor in state.loaded.items()
-                if not predictor.confirmed
+                if not predictor.settled
             ]
             if not pending:
                 return
@@ -193,11 +193,19 @@ class ModelRegistry:
                 try:
                     predictor.confirm()
                 except (ArtifactError, StoreError) as exc:
-                    self._withdraw(name, version, predictor, exc.message)
-                except Exception as exc:  # any failure to load refuses the version
-                    self._withdraw(name, version, predictor, f"cannot load the estimator: {exc}")
+                    predictor.confirm_error = exc.message
+                except Exception as exc:  # any failure: keep the verified form, say why
+                    predictor.confirm_error = f"cannot load the estimator: {exc}"
                 else:
                     logger.info("confirmed %s v%d against its estimator", name, version)
+                    continue
+                logger.error(
+                    "%s v%d: not confirmed against its estimator (%s); it keeps serving the "
+                    "linear form verified at load",
+                    name,
+                    version,
+                    predictor.confirm_error,
+                )
 
     def wait_confirmed(self, timeout: float | None = None) -> bool:
         """Wait for the background confirmation to finish; True when nothing is pending."""
@@ -209,8 +217,8 @@ class ModelRegistry:
 
     @property
     def all_confirmed(self) -> bool:
-        """Whether every served version has its estimator loaded (none is deferred)."""
-        return all(p.confirmed for s in self._models.values() for p in s.loaded.values())
+        """Whether no served version is still waiting for its deferred estimator."""
+        return all(p.settled for s in self._models.values() for p in s.loaded.values())
 
     def _confirm_in_background(self) -> None:
         if not (self.defer_estimators and self.confirm_in_background):
@@ -233,19 +241,6 @@ class ModelRegistry:
                     self._confirmer = None
                     return
                 self._confirm_again = False
-
-    def _withdraw(self, name: str, version: int, predictor: Predictor, reason: str) -> None:
-        with self._lock:
-            state = self._models.get(name)
-            if state is None or state.loaded.get(version) is not predictor:
-                return  # dropped or replaced meanwhile
-            loaded = {v: p for v, p in state.loaded.items() if v != version}
-            fingerprint = _fingerprint(self.store.version_dir(name, version))
-            failed = {**state.failed, version: Failure(reason, fingerprint)}
-            new = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
-            self._publish({**self._models, name: new})
-        self.events.version_refused(name, version, reason)
-        logger.error("withdrew %s v%d: %s", name, version, reason)
 
     def load_all(self) -> None:
         """Load every version of every model in the store (at startup)."""
