@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from modelserve.main import create_app
 from modelserve.settings import Settings
-from tests.helpers import ROW
+from modelserve.store import ModelStore
+from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
+from tests.slow_model import publish_slow_model
 
 V2 = {"inputs": [{"name": "input", "shape": [2, 10], "datatype": "FP64", "data": ROW * 2}]}
 REQUESTS = [
@@ -71,3 +76,54 @@ def test_an_inference_key_turns_the_fast_path_off(store_path: Path) -> None:
     settings = Settings(store=store_path, inference_api_key="k")
     with TestClient(create_app(settings)) as client:
         assert client.post("/predict", json={"instances": [ROW]}).status_code == 401
+
+
+def test_an_inference_key_or_tracing_leaves_no_lane_in_front(store_path: Path) -> None:
+    assert create_app(Settings(store=store_path)).fast_lane is not None
+    assert create_app(Settings(store=store_path, inference_api_key="k")).fast_lane is None
+    assert create_app(Settings(store=store_path, tracing=True)).fast_lane is None
+
+
+def test_a_request_the_lane_fails_on_is_answered_by_the_app(store_path: Path) -> None:
+    # Without the lifespan there is no registry: the lane's lookup raises, and the request goes
+    # on to the app, which answers it exactly as it does with no lane at all.
+    laned = create_app(Settings(store=store_path))
+    plain = create_app(Settings(store=store_path))
+    plain.fast_lane = None
+    answers = []
+    for app in (laned, plain):
+        client = TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan
+        answers.append(client.post("/predict", json={"instances": [ROW]}))
+    a, b = answers
+    assert a.status_code == b.status_code == 500
+    assert a.json() == b.json()
+    assert a.json()["type"] == "urn:modelserve:problem:internal-error"
+
+
+def test_the_lane_sheds_load_at_the_shared_concurrency_limit(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    publish_slow_model(store, "slow", delay=1.5)
+    port = free_port()
+    command = serve_command(store.root, port, "--allow-pickle")
+    env = {"MODELSERVE_MAX_CONCURRENT_REQUESTS": "1"}
+    log = tmp_path / "server.log"
+    with running_server(command, port=port, log=log, env=env) as base:
+        slow = threading.Thread(
+            target=httpx.post,
+            args=(f"{base}/v1/models/slow/predict",),
+            kwargs={"json": {"instances": [ROW]}, "timeout": 30},
+        )
+        slow.start()
+        time.sleep(0.5)  # the one allowed request is inside the slow model
+        shed = httpx.post(
+            f"{base}/predict", json={"instances": [ROW]}, headers={"X-Request-ID": "s"}
+        )
+        slow.join()
+        after = httpx.post(f"{base}/predict", json={"instances": [ROW]})
+    assert_problem(shed, 503, "overloaded", detail_contains="busy with 1 requests")
+    assert shed.headers["retry-after"] == "1"
+    assert shed.headers["x-request-id"] == "s"
+    assert after.status_code == 200
+    assert len(after.json()["predictions"]) == 1
+    assert after.headers["x-request-id"]

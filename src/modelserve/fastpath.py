@@ -1,98 +1,123 @@
-"""A short road for small, well-formed prediction requests, beside the full FastAPI app.
+"""A short road for small, well-formed prediction requests, in front of the whole app.
 
-FastAPI's routing, dependency injection and exception middleware cost more than validating
-and predicting a one-row batch. This ASGI middleware answers small ``POST`` predict and infer
-requests itself, with the same core calls the routes make (registry -> predictor / oip), and
+FastAPI's routing, dependency injection and its middleware stack cost more than validating and
+predicting a one-row batch. The app (:class:`modelserve.main.ModelServeApp`) hands each
+``POST`` to :class:`FastLane` first. The lane answers small predict and infer requests itself,
+with the same core calls the routes make (registry -> predictor / oip) and the same
+observability (request id, metrics, access line) and concurrency limit as the middleware, and
 hands *everything else* to the app untouched: other routes, large bodies (which the routes
-offload to a thread under the deadline), servers with an inference key, and every request that
-fails in any way, which the app then answers with its usual error body. So the fast path
-changes how fast a good answer comes, never what any answer is.
+offload to a thread under the deadline), servers with an inference key or tracing, requests
+arriving while the server is at its concurrency limit, and every request that fails in any way,
+which the app then answers with its usual error body. So the fast lane changes how fast a good
+answer comes, never what any answer is.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import oip
 from modelserve.errors import ModelServeError
-from modelserve.observe import SCOPE_KEY, RequestInfo
+from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
+from modelserve.problems import InFlight
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 _NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/(\d+)/)?predict$")
 _V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/(\d+)/)?infer$")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 _TEMPLATES = {
     (False, False): "/v1/models/{name}/predict",
     (False, True): "/v1/models/{name}/versions/{version}/predict",
     (True, False): "/v2/models/{name}/infer",
     (True, True): "/v2/models/{name}/versions/{version}/infer",
 }
+_Target = tuple[str, str | None, bool, str]
 
 
-class FastPathMiddleware:
+class FastLane:
     """Answer small good predict/infer requests directly; pass everything else to the app."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, observer: Observer, in_flight: InFlight) -> None:
         self.default_model = settings.default_model
-        self.max_inline = settings.offload_body_bytes
-        self.enabled = settings.inference_api_key is None
+        # Larger bodies are offloaded to a thread by the routes; none may pass the body limit.
+        self.max_inline = min(settings.offload_body_bytes, settings.max_body_bytes)
         self.micro_batching = settings.micro_batching
+        self.observer = observer
+        self.in_flight = in_flight
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.enabled or scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
+    def target(self, path: str) -> _Target | None:
+        """Model name, version, whether it is /v2, and the route template; None: not ours."""
         if path == "/predict":
-            target: tuple[str, str | None, bool, str] | None = (
-                self.default_model,
-                None,
-                False,
-                "/predict",
-            )
-        else:
-            match = _NATIVE.match(path) or _V2.match(path)
-            target = (
-                (match[1], match[2], match.re is _V2, _TEMPLATES[match.re is _V2, bool(match[2])])
-                if match
-                else None
-            )
-        if target is None or _header_length(scope) is not None:
-            await self.app(scope, receive, send)
+            return self.default_model, None, False, "/predict"
+        match = _NATIVE.match(path) or _V2.match(path)
+        if match is None:
+            return None
+        v2 = match.re is _V2
+        return match[1], match[2], v2, _TEMPLATES[v2, match[2] is not None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Serve one ``POST`` request; ``app`` is the whole app, for everything not answered."""
+        target = self.target(scope["path"])
+        in_flight = self.in_flight
+        if target is None or in_flight.full or not _small(scope["headers"], self.max_inline):
+            await app(scope, receive, send)
             return
-        body, complete = await _read_small(receive, self.max_inline)
-        if complete and len(body) <= self.max_inline:
-            answer = _answer(
-                scope["app"].state.registry,
-                body,
-                *target,
-                scope.get(SCOPE_KEY),
-                self.micro_batching,
-            )
-            if answer is not None:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [*_JSON_HEADERS, (b"content-length", str(len(answer)).encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": answer})
-                return
-        await self.app(scope, _replay(body, complete, receive), send)
+        arrived = time.perf_counter()
+        in_flight.active += 1
+        try:
+            body, complete = await _read_small(receive, self.max_inline)
+            if complete:
+                observer = self.observer
+                info = RequestInfo("")
+                answer = self._answer(scope, body, target, info)
+                if answer is not None:
+                    info.request_id = request_id_of(scope["headers"])
+                    headers = [_JSON, (b"content-length", str(len(answer)).encode())]
+                    if observer.request_id_header:
+                        headers.append((b"x-request-id", info.request_id.encode()))
+                    status = 500
+                    try:
+                        await send(
+                            {"type": "http.response.start", "status": 200, "headers": headers}
+                        )
+                        status = 200
+                        await send({"type": "http.response.body", "body": answer})
+                    finally:
+                        observer.record(scope, info, status, time.perf_counter() - arrived)
+                    return
+        finally:
+            in_flight.active -= 1
+        scope[ARRIVED_KEY] = arrived
+        await app(scope, _replay(body, complete, receive), send)
+
+    def _answer(
+        self, scope: Scope, body: bytes, target: _Target, info: RequestInfo
+    ) -> bytes | None:
+        try:
+            registry = scope["app"].state.registry
+            return _answer(registry, body, *target, info, self.micro_batching)
+        except Exception:  # the app answers it again, and renders whatever goes wrong
+            logger.debug("the fast lane handed a request on after an error", exc_info=True)
+            return None
 
 
-def _header_length(scope: Scope) -> bytes | None:
-    """Binary tensor requests take the full path (they are large, and rarely one row)."""
-    for key, value in scope["headers"]:
-        if key == b"inference-header-content-length":
-            return bytes(value)
-    return None
+def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    """A body declared no larger than ``limit``, and no binary tensors (they are large)."""
+    for key, value in headers:
+        if key == b"content-length":
+            if not value.isdigit() or int(value) > limit:
+                return False
+        elif key == b"inference-header-content-length":
+            return False
+    return True
 
 
 async def _read_small(receive: Receive, limit: int) -> tuple[bytes, bool]:
@@ -133,13 +158,12 @@ def _answer(
     version: str | None,
     v2: bool,
     route: str,
-    info: RequestInfo | None,
+    info: RequestInfo,
     micro_batching: bool,
 ) -> bytes | None:
     """The response body for a good request, or None to let the app handle it.
 
-    ``info`` (the request's observability record) learns the model, version and rows only when
-    the fast path answers; otherwise the route that answers fills it in.
+    ``info`` (the request's observability record) learns the model, version and rows.
     """
     try:
         predictor = registry.get(name, None if version is None else int(version))
@@ -169,13 +193,12 @@ def _answer(
 
 
 def _note(
-    info: RequestInfo | None,
+    info: RequestInfo,
     name: str,
     version: int,
     api: str,
     rows: int,
     route: str,
 ) -> None:
-    if info is not None:
-        info.model, info.version, info.api, info.rows = name, version, api, rows
-        info.route = route
+    info.model, info.version, info.api, info.rows = name, version, api, rows
+    info.route = route

@@ -15,18 +15,20 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Receive, Scope, Send
 
 from modelserve import __version__
 from modelserve.batching import Batchers
 from modelserve.errors import StoreError
-from modelserve.fastpath import FastPathMiddleware
+from modelserve.fastpath import FastLane
 from modelserve.logs import flush_handlers
 from modelserve.metrics import Metrics
-from modelserve.observe import ObservabilityMiddleware
+from modelserve.observe import ObservabilityMiddleware, Observer
 from modelserve.oip import InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
+    InFlight,
     install_error_handlers,
 )
 from modelserve.registry import ModelRegistry
@@ -45,7 +47,21 @@ PROBE_PATHS = frozenset(
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class ModelServeApp(FastAPI):
+    """The FastAPI app, with the fast lane (if any) in front of its whole middleware stack."""
+
+    fast_lane: FastLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.fast_lane
+        if lane is not None and scope["type"] == "http" and scope["method"] == "POST":
+            scope["app"] = self
+            await lane(scope, receive, send, super().__call__)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> ModelServeApp:
     """Build the app for ``settings`` (from the environment when None)."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
@@ -78,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.flush()
         flush_handlers()
 
-    app = FastAPI(
+    app = ModelServeApp(
         title="modelserve",
         version=__version__,
         description="A fast, safe prediction API for scikit-learn models.",
@@ -105,21 +121,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_router)
     app.include_router(v2_router)
     install_error_handlers(app)
-    app.add_middleware(FastPathMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    in_flight = InFlight(settings.max_concurrent_requests)
     # Added last, so outermost: excess load is shed before any body is read.
-    app.add_middleware(
-        ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests, exempt=PROBE_PATHS
-    )
-    # Outermost of all: every request gets an id, a log line and its metrics, shed ones too.
-    app.add_middleware(
-        ObservabilityMiddleware,
-        metrics=metrics,
+    app.add_middleware(ConcurrencyLimitMiddleware, in_flight=in_flight, exempt=PROBE_PATHS)
+    observer = Observer(
+        metrics,
         access_log=settings.access_log,
         log_health=settings.log_health,
         health_paths=PROBE_PATHS,
         request_id_header=settings.request_id_header,
     )
+    # Outermost of all: every request gets an id, a log line and its metrics, shed ones too.
+    app.add_middleware(ObservabilityMiddleware, observer=observer)
+    if settings.inference_api_key is None and not settings.tracing:
+        # In front of everything, with the same observer and concurrency count (fastpath.py).
+        app.fast_lane = FastLane(settings, observer, in_flight)
     _complete_openapi(app)
     return app
 

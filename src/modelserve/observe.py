@@ -22,6 +22,8 @@ from modelserve.logs import ACCESS_MESSAGE, AccessLog, AccessRecord
 from modelserve.metrics import Metrics
 
 SCOPE_KEY = "modelserve.request"
+ARRIVED_KEY = "modelserve.arrived"
+"""perf_counter() when the fast lane began reading a request it then handed on."""
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 
@@ -46,7 +48,7 @@ def note_model(scope: Scope, name: str, version: int, api: str) -> RequestInfo |
     return info
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's ``X-Request-ID`` when it is a sane token, else a fresh one.
 
     A value with spaces, quotes or control characters is replaced rather than echoed, so it
@@ -61,19 +63,17 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class ObservabilityMiddleware:
-    """Request id in and out, one access-log record and the metrics for every request."""
+class Observer:
+    """Request ids, metrics and access-log lines: shared by the middleware and the fast lane."""
 
     def __init__(
         self,
-        app: ASGIApp,
         metrics: Metrics,
         access_log: bool,
         log_health: bool,
         health_paths: Collection[str],
         request_id_header: bool = True,
     ) -> None:
-        self.app = app
         self.request_id_header = request_id_header
         self.metrics = metrics
         self.access_log = access_log
@@ -81,30 +81,14 @@ class ObservabilityMiddleware:
         self.health_paths = frozenset(health_paths)
         self.access = AccessLog()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        info = RequestInfo(_request_id(scope["headers"]))
+    def begin(self, scope: Scope) -> RequestInfo:
+        """The request's record (with its id), placed in the scope for the answering layer."""
+        info = RequestInfo(request_id_of(scope["headers"]))
         scope[SCOPE_KEY] = info
-        id_header = (b"x-request-id", info.request_id.encode())
-        status = 500  # what the client sees when the app fails before starting a response
+        return info
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if self.request_id_header:
-                    message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self._record(scope, info, status, time.perf_counter() - start)
-
-    def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+    def record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+        """The metrics and the access-log line of one answered request."""
         route = scope.get("route")
         template = getattr(route, "path", None) or info.route or "unmatched"
         method: str = scope["method"]
@@ -145,11 +129,49 @@ class ObservabilityMiddleware:
         )
 
 
+class ObservabilityMiddleware:
+    """Request id in and out, one access-log record and the metrics for every request.
+
+    A request the fast lane (:mod:`modelserve.fastpath`) read before handing it on carries the
+    time it arrived in the scope, so its latency counts from there, not from the hand-over.
+    """
+
+    def __init__(self, app: ASGIApp, observer: Observer) -> None:
+        self.app = app
+        self.observer = observer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = scope.get(ARRIVED_KEY) or time.perf_counter()
+        observer = self.observer
+        info = observer.begin(scope)
+        id_header = (b"x-request-id", info.request_id.encode())
+        status = 500  # what the client sees when the app fails before starting a response
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if observer.request_id_header:
+                    message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            observer.record(scope, info, status, time.perf_counter() - start)
+
+
 __all__ = [
     "ACCESS_MESSAGE",
+    "ARRIVED_KEY",
     "SCOPE_KEY",
     "AccessRecord",
     "ObservabilityMiddleware",
+    "Observer",
     "RequestInfo",
     "note_model",
+    "request_id_of",
 ]

@@ -224,26 +224,40 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+class InFlight:
+    """How many requests are being served, against the limit; shared with the fast lane."""
+
+    __slots__ = ("active", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+
 class ConcurrencyLimitMiddleware:
     """Answer 503 with Retry-After at once when ``limit`` requests are already being served.
 
     Excess load is shed in microseconds instead of queueing without bound; paths in ``exempt``
-    (health probes) always pass.
+    (health probes) always pass. Requests the fast lane answers count in the same ``in_flight``.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight, exempt: frozenset[str]) -> None:
         self.app = app
-        self.limit = limit
+        self.in_flight = in_flight
         self.exempt = exempt
-        self.active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        if self.active >= self.limit:
+        in_flight = self.in_flight
+        if in_flight.full:
             error = OverloadedError(
-                f"the server is busy with {self.limit} requests "
+                f"the server is busy with {in_flight.limit} requests "
                 "(MODELSERVE_MAX_CONCURRENT_REQUESTS); retry shortly"
             )
             response = error_response(
@@ -255,11 +269,11 @@ class ConcurrencyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
-        self.active += 1
+        in_flight.active += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.active -= 1
+            in_flight.active -= 1
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
