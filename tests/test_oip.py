@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from modelserve import oip
 from modelserve.errors import InvalidInputError
-from modelserve.predictor import Predictor
+from modelserve.predictor import Prediction, Predictor
 from modelserve.store import LoadPolicy, ModelStore
 from tests.helpers import ROW
 
@@ -235,6 +236,35 @@ def test_infer_json_response(predictor: Predictor) -> None:
     assert document["outputs"][0]["data"] == pytest.approx(expected.tolist(), abs=1e-9)
 
 
+@pytest.mark.parametrize("request_id", [None, "req-1", 'with "quotes" and \\ and é'])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.5]),
+        np.array([0.1, -2.0, 3e300, 5e-324]),
+        np.array([[1.0, 2.0], [3.0, 4.0]]),  # multi-output regression
+        np.array([0.1, 2.5], dtype=np.float32),
+    ],
+)
+def test_the_direct_predict_encoding_is_the_general_one(
+    predictor: Predictor, values: np.ndarray, request_id: str | None
+) -> None:
+    direct = oip.encode(predictor, Prediction(predictions=values), request_id, [oip._JSON_PREDICT])
+    document: dict[str, object] = {"model_name": "default", "model_version": "1"}
+    if request_id is not None:
+        document["id"] = request_id
+    document["outputs"] = [
+        {
+            "name": "predict",
+            "shape": list(values.shape),
+            "datatype": "FP64",
+            "data": values.reshape(-1),
+        }
+    ]
+    assert direct.body == orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert (direct.header_length, direct.rows) == (None, len(values))
+
+
 def test_infer_binary_response_when_asked(classifier: Predictor) -> None:
     x = np.array([[0.1, 0.2, 0.3, 0.4], [1, 1, 1, 1]])
     body = request(
@@ -320,10 +350,7 @@ def test_plain_v2_bodies_decode_straight_into_buffers_as_the_full_decoder_does(
     assert plain is not None
     request, tensors = plain
     full_request, full_tensors = oip._decode_full(body, None)
-    assert request.model_dump(exclude={"inputs"}) == full_request.model_dump(exclude={"inputs"})
-    assert [i.model_dump(exclude={"data"}) for i in request.inputs] == [
-        i.model_dump(exclude={"data"}) for i in full_request.inputs
-    ]
+    assert request == full_request
     for tensor, full in zip(tensors, full_tensors, strict=True):
         assert tensor.dtype == full.dtype
         np.testing.assert_array_equal(tensor, full)
@@ -356,12 +383,110 @@ def test_other_v2_bodies_take_the_full_decoder(body: bytes) -> None:
     assert oip._decode_plain(body) is None
 
 
+@pytest.mark.parametrize("datatype", [b"{}", b"[]", b"1"])
+def test_a_large_body_with_a_datatype_that_is_no_string_gets_the_full_decoders_error(
+    datatype: bytes,
+) -> None:
+    body = _v2(str([0.5] * 400), shape="[40, 10]").replace(b'"FP64"', datatype)
+    assert len(body) >= oip._PLAIN_MIN_BYTES
+    assert oip._decode_plain(body) is None
+    with pytest.raises(InvalidInputError, match=r"inputs\.0\.datatype"):
+        oip.decode(body, None)
+
+
 _numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64]),
 )
 _values = _numbers | st.sampled_from([True, None, "1"]) | st.lists(st.integers(), max_size=2)
+
+
+_SMALL_TOO = [
+    _v2("[1, 2, 3, 4]", extra=', "id": "a[0]"'),
+    _v2("[1, 2, 3, 4]", extra=', "id": null, "parameters": {"x": [1, {"y": 2}]}'),
+    _v2("[1, 2, 3, 4]", extra=', "outputs": [{"name": "predict"}]'),
+    _v2("[1, 2, 3, 4]", extra=', "outputs": [{"name": "p", "parameters": {"binary_data": true}}]'),
+    _v2("[1, 2, 3, 4]", extra=', "outputs": null'),
+    _v2("[1, 2, 3, 4]", extra=', "id": "first", "id": "last"'),  # the last repeated key wins
+    b'{"inputs": [{"name": "input", "shape": [1], "datatype": "FP64", "data": [7]}], '
+    + _v2("[1, 2, 3, 4]")[1:],  # the first "inputs" is replaced by the second
+    _v2(f"[1, 2, 3, {2**53}]"),
+    b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 2], '
+    b'"parameters": {}}]}',
+]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _v2("[1, 2.5, -3e2, 4E-1]"),
+        _v2("[1, 2, 3, 4]", datatype="FP32"),
+        _v2("[0.1, 16777217, 1e-50, 4]", datatype="FP32"),
+        _v2("[1, 2, 3, 4]", extra=', "id": "r-1", "parameters": {"binary_data_output": true}'),
+        _v2("[]", shape="[0, 2]"),
+        b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 2]}, '
+        b'{"name": "b", "shape": [2], "datatype": "FP64", "data": [3, 4]}]}',
+        *_SMALL_TOO,
+    ],
+)
+def test_small_v2_bodies_skip_pydantic_and_decode_as_the_full_decoder_does(body: bytes) -> None:
+    small = oip._decode_small(body)
+    assert small is not None
+    request, tensors = small
+    full_request, full_tensors = oip._decode_full(body, None)
+    assert request == full_request
+    for tensor, full in zip(tensors, full_tensors, strict=True):
+        assert (tensor.dtype, tensor.shape) == (full.dtype, full.shape)
+        np.testing.assert_array_equal(tensor, full)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _v2("[[1, 2], [3, 4]]"),  # nested: the full decoder reshapes it
+        _v2("[1, 2, 3, 4]", datatype="INT64"),
+        _v2("[1, 2, 3, 4]").replace(b'"FP64"', b"{}"),  # found by schemathesis: not hashable
+        _v2("[1, 2, 3, 4]").replace(b'"FP64"', b"[]"),
+        _v2("[1, 2, 3, true]"),
+        _v2("[1, 2, 3, null]"),
+        _v2('[1, 2, 3, "4"]'),
+        _v2("[1, 2, 3, NaN]"),
+        _v2("[1, 2, 3, 1e999]"),
+        _v2("[1, 2, 3, 99999999999999999999999]"),
+        _v2(f"[1, 2, 3, {2**53 + 1}]"),  # no double holds it: the full path decides
+        _v2("[1, 2, 3, 1e16]"),  # orjson reads integers past 64 bits as floats this large
+        _v2("[1, 2, 3]"),  # three values for a [2, 2] shape
+        _v2("[1, 2, 3, 4]", shape="[2, 2.0]"),
+        _v2("[1, 2, 3, 4]", shape="[4, -1]"),
+        _v2("[1, 2, 3, 4]", extra=', "id": 7'),
+        _v2("[1, 2, 3, 4]", extra=', "parameters": null'),
+        _v2("[1, 2, 3, 4]", extra=', "outputs": {"name": "predict"}'),
+        _v2("[1, 2, 3, 4]", extra=', "outputs": [{"name": "predict", "x": 1}]'),
+        _v2("[1, 2, 3, 4]", extra=', "outputs": [{"name": 1}]'),
+        _v2("[1, 2, 3, 4]", extra=', "model": "default"'),  # a key the model does not know
+        _v2("[1, 2, 3, 4]", extra=', "inputs": []'),  # a repeated key, the last one empty
+        b'{"inputs": [{"name": "input", "shape": [4], "datatype": "FP64", "data": [1, 2, 3, 4], '
+        b'"parameters": {"binary_data_size": 32}}]}',
+        b'{"inputs": [{"name": "input", "shape": [4], "datatype": "FP64", "data": [1, 2, 3, 4], '
+        b'"content": {}}]}',
+        b'{"inputs": [{"shape": [1], "datatype": "FP64", "data": [1]}]}',
+        b'{"inputs": [7]}',
+        b'{"inputs": []}',
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_other_small_v2_bodies_take_the_full_decoder(body: bytes) -> None:
+    assert oip._decode_small(body) is None
+
+
+@pytest.mark.parametrize("body", [_v2("[1, 2, 3, 4]"), _v2("[1, 2, 3, 4]") + b" " * 3000])
+def test_bodies_of_every_size_take_a_lean_decoder(body: bytes) -> None:
+    assert (oip._decode_small if len(body) < oip._PLAIN_MIN_BYTES else oip._decode_plain)(body)
+    request, tensors = oip.decode(body, None)
+    assert request.inputs == [oip.InputSpec("input", [2, 2], "FP64", {})]
+    np.testing.assert_array_equal(tensors[0], [[1, 2], [3, 4]])
 
 
 @settings(max_examples=400, deadline=None)
@@ -373,7 +498,9 @@ _values = _numbers | st.sampled_from([True, None, "1"]) | st.lists(st.integers()
     extra=st.sampled_from([{}, {"parameters": {}}, {"outputs": [{"name": "predict"}]}]),
     input_extra=st.sampled_from([{}, {"parameters": {}}]),
 )
-def test_the_plain_decoder_accepts_only_what_the_full_one_accepts_and_decodes_it_the_same(
+@pytest.mark.parametrize("lean", [oip._decode_plain, oip._decode_small])
+def test_the_lean_decoders_accept_only_what_the_full_one_accepts_and_decode_it_the_same(
+    lean: Callable[[bytes], tuple[oip.Header, list[np.ndarray]] | None],
     data: list[object],
     shape: list[object],
     datatype: str,
@@ -386,20 +513,17 @@ def test_the_plain_decoder_accepts_only_what_the_full_one_accepts_and_decodes_it
     if request_id is not None:
         document["id"] = request_id
     body = json.dumps(document).encode()  # orjson cannot write integers beyond 64 bits
-    plain = oip._decode_plain(body)
+    plain = lean(body)
     try:
         full = oip._decode_full(body, None)
     except InvalidInputError:
         full = None
     if plain is None:
         return
-    event("plain decoder taken")
+    event("lean decoder taken")
     assert full is not None, body
     request, tensors = plain
-    assert request.model_dump(exclude={"inputs"}) == full[0].model_dump(exclude={"inputs"})
-    assert [i.model_dump(exclude={"data"}) for i in request.inputs] == [
-        i.model_dump(exclude={"data"}) for i in full[0].inputs
-    ]
+    assert request == full[0]
     for tensor, expected in zip(tensors, full[1], strict=True):
         assert (tensor.dtype, tensor.shape) == (expected.dtype, expected.shape)
         np.testing.assert_array_equal(tensor, expected)

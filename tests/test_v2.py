@@ -166,10 +166,27 @@ def test_binary_request_and_response(client: TestClient) -> None:
             422,
             "invalid inference request: id: Input should be a valid string",
         ),
+        (  # found by schemathesis: a JSON object where a string belongs
+            {"inputs": [{"name": "", "shape": [], "datatype": {}, "data": None}]},
+            422,
+            "invalid inference request: inputs.0.datatype: Input should be a valid string",
+        ),
     ],
 )
 def test_infer_errors(client: TestClient, body: object, status: int, contains: str) -> None:
     assert_v2_error(client.post("/v2/models/default/infer", json=body), status, contains)
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e999", "-Infinity"])
+@pytest.mark.parametrize("rows", [1, 40])  # the small and the large JSON decoders
+def test_infer_non_finite_json_values(client: TestClient, value: str, rows: int) -> None:
+    data = ", ".join([*map(str, ROW[:9]), value] * rows)
+    body = (
+        f'{{"inputs": [{{"name": "input", "shape": [{rows}, 10], "datatype": "FP64", '
+        f'"data": [{data}]}}]}}'
+    ).encode()
+    response = client.post("/v2/models/default/infer", content=body)
+    assert_v2_error(response, 422, "row 0, feature 'x9': NaN and Infinity are not allowed")
 
 
 def test_infer_non_finite_binary_values(client: TestClient) -> None:

@@ -9,10 +9,11 @@ API.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import orjson
@@ -137,6 +138,44 @@ class ErrorBody(BaseModel):
 # -- decoding ---------------------------------------------------------------------------------
 
 
+class InputSpec(NamedTuple):
+    """One input tensor's header: what :class:`RequestInput` says besides its data."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any]
+
+
+class OutputSpec(NamedTuple):
+    name: str
+    parameters: dict[str, Any]
+
+
+class Header(NamedTuple):
+    """A decoded request's JSON header, holding only what :class:`InferenceRequest` allows.
+
+    The codec's own plain form of the request, so the lean decoders need not build Pydantic
+    models (building them costs more than predicting one row); tuples, the cheapest to build.
+    """
+
+    id: str | None
+    parameters: dict[str, Any]
+    inputs: list[InputSpec]
+    outputs: list[OutputSpec] | None
+
+
+def _header(request: InferenceRequest) -> Header:
+    return Header(
+        request.id,
+        request.parameters,
+        [InputSpec(i.name, i.shape, i.datatype, i.parameters) for i in request.inputs],
+        None
+        if request.outputs is None
+        else [OutputSpec(o.name, o.parameters) for o in request.outputs],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RequestedOutput:
     name: str
@@ -174,18 +213,27 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
     return length
 
 
-def decode(body: bytes, header_length: int | None) -> tuple[InferenceRequest, list[np.ndarray]]:
+def decode(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray]]:
     """Parse a request body into its JSON header and one array per input, shaped as declared."""
-    if header_length is None and len(body) >= _PLAIN_MIN_BYTES:
-        plain = _decode_plain(body)
-        if plain is not None:
-            return plain
-    return _decode_full(body, header_length)
+    header, tensors, _ = _decode(body, header_length)
+    return header, tensors
 
 
-def _decode_full(
-    body: bytes, header_length: int | None
-) -> tuple[InferenceRequest, list[np.ndarray]]:
+def _decode(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray], bool]:
+    """:func:`decode`, and whether every number is known to be finite.
+
+    The lean decoders' parsers refuse NaN, Infinity and numbers no double holds, and their
+    values stay within 2**53 (so within float32 too): there is nothing left to check.
+    """
+    if header_length is None:
+        lean = _decode_plain(body) if len(body) >= _PLAIN_MIN_BYTES else _decode_small(body)
+        if lean is not None:
+            return lean[0], lean[1], True
+    header, tensors = _decode_full(body, header_length)
+    return header, tensors, False
+
+
+def _decode_full(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray]]:
     header = body if header_length is None else body[:header_length]
     try:
         request = InferenceRequest.model_validate_json(header)
@@ -226,16 +274,16 @@ def _decode_full(
             f"the body has {len(binary) - offset} bytes of binary data that no input claims",
             "invalid-header",
         )
-    return request, tensors
+    return _header(request), tensors
 
 
-_FLOAT_DATATYPES = frozenset({"FP64", "FP32"})
+_FLOAT_DATATYPES = ("FP64", "FP32")  # a tuple: `in` must not hash a JSON object
 # simdjson pays off from here; below it Pydantic's own parse is as fast (~8 µs for one row;
 # a hand-written check of the small form measured slower, as building the models costs more).
 _PLAIN_MIN_BYTES = 2048
 
 
-def _decode_plain(body: bytes) -> tuple[InferenceRequest, list[np.ndarray]] | None:  # noqa: PLR0911
+def _decode_plain(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
     """The common all-JSON request with flat float tensors, with no Python object per number.
 
     simdjson (strict JSON) parses the body; each input's flat ``data`` goes straight into a
@@ -278,7 +326,93 @@ def _decode_plain(body: bytes) -> tuple[InferenceRequest, list[np.ndarray]] | No
             return None
         dtype = INPUT_DATATYPES[tensor_input.datatype]
         tensors.append(values.astype(dtype, copy=False).reshape(tensor_input.shape))
-    return request, tensors
+    return _header(request), tensors
+
+
+_REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+_INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+_OUTPUT_KEYS = frozenset({"name", "parameters"})
+# Every integer up to 2**53 is exactly a double. Beyond it orjson may have turned an integer
+# (which the full path refuses when no int64 holds it) into a float, so the full path decides.
+_EXACT = float(2**53)
+_NUMBER_TYPES = frozenset({float, int})  # exact types: bool, a subclass of int, is not one
+
+
+def _decode_small(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
+    """A small all-JSON request in its common form, without validating through Pydantic.
+
+    Building the Pydantic models costs more than predicting one row. orjson parses the body
+    (strict JSON; a repeated key keeps its last value, as Pydantic's parser does) and this
+    checks the plain form by hand: known keys only, exact types, flat float or integer data of
+    the declared size: values validation would accept unchanged. Anything else (nested or
+    non-numeric data, integer datatypes, parameters on an input, extra keys, a magnitude beyond
+    2**53) returns None and takes the full path, which also writes any error.
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict or not document.keys() <= _REQUEST_KEYS:
+        return None
+    request_id = document.get("id")
+    parameters = document.get("parameters", {})
+    items = document.get("inputs")
+    if (
+        (request_id is not None and type(request_id) is not str)
+        or type(parameters) is not dict
+        or type(items) is not list
+        or not items
+    ):
+        return None
+    outputs = _small_outputs(document.get("outputs"))
+    if outputs is False:
+        return None
+    inputs: list[InputSpec] = []
+    tensors: list[np.ndarray] = []
+    for item in items:
+        if type(item) is not dict or not item.keys() <= _INPUT_KEYS:
+            return None
+        name, shape, datatype, data = (
+            item.get("name"),
+            item.get("shape"),
+            item.get("datatype"),
+            item.get("data"),
+        )
+        if (
+            type(name) is not str
+            or type(shape) is not list
+            or datatype not in _FLOAT_DATATYPES
+            or item.get("parameters", {}) != {}
+            or type(data) is not list
+            or not all(type(size) is int and size >= 0 for size in shape)
+            or len(data) != math.prod(shape)
+            or not set(map(type, data)) <= _NUMBER_TYPES
+            or (data and (max(data) > _EXACT or min(data) < -_EXACT))
+        ):
+            return None
+        values = np.array(data, dtype=np.float64)
+        if datatype == "FP32":
+            values = values.astype(np.float32)
+        tensors.append(values.reshape(shape))
+        inputs.append(InputSpec(name, shape, datatype, {}))
+    return Header(request_id, parameters, inputs, outputs), tensors
+
+
+def _small_outputs(outputs: object) -> list[OutputSpec] | Literal[False] | None:
+    """A request's ``outputs``, None when absent, False when not in the plain form."""
+    if outputs is None:
+        return None
+    if type(outputs) is not list:
+        return False
+    built = []
+    for output in outputs:
+        if type(output) is not dict or not output.keys() <= _OUTPUT_KEYS:
+            return False
+        name, parameters = output.get("name"), output.get("parameters", {})
+        if type(name) is not str or type(parameters) is not dict:
+            return False
+        built.append(OutputSpec(name, parameters))
+    return built
 
 
 def _python(value: Any) -> Any:
@@ -338,9 +472,7 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
     return array.astype(dtype, copy=False).reshape(tensor_input.shape)
 
 
-def to_rows(
-    request: InferenceRequest, tensors: list[np.ndarray], features: list[str]
-) -> np.ndarray:
+def to_rows(request: Header, tensors: list[np.ndarray], features: list[str]) -> np.ndarray:
     """One 2-D tensor [rows, features], or one 1-D tensor per feature, as a float64 batch."""
     if len(tensors) == 1 and tensors[0].ndim == 2:
         return tensors[0].astype(np.float64, copy=False)
@@ -376,12 +508,18 @@ def outputs_of(manifest: Manifest) -> list[str]:
     return [PREDICT, PREDICT_PROBA] if manifest.task == "classification" else [PREDICT]
 
 
-def requested_outputs(request: InferenceRequest, manifest: Manifest) -> list[RequestedOutput]:
+@functools.cache
+def _all_outputs(classifier: bool, binary: bool) -> tuple[RequestedOutput, ...]:
+    names = (PREDICT, PREDICT_PROBA) if classifier else (PREDICT,)
+    return tuple(RequestedOutput(name, binary) for name in names)
+
+
+def requested_outputs(request: Header, manifest: Manifest) -> list[RequestedOutput]:
     """The outputs to return (all when none are named), each in JSON or binary."""
-    available = outputs_of(manifest)
     binary_default = request.parameters.get("binary_data_output") is True
     if not request.outputs:
-        return [RequestedOutput(name, binary_default) for name in available]
+        return list(_all_outputs(manifest.task == "classification", binary_default))
+    available = outputs_of(manifest)
     wanted = []
     for output in request.outputs:
         if output.name not in available:
@@ -427,6 +565,9 @@ def encode(
     outputs: list[RequestedOutput],
 ) -> EncodedResponse:
     """The V2 response for ``prediction``: JSON, or a JSON header followed by binary tensors."""
+    predicted = prediction.predictions
+    if len(outputs) == 1 and outputs[0] == _JSON_PREDICT and predicted.dtype.kind == "f":
+        return _encode_predict(predictor, predicted, request_id)
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for output in outputs:
@@ -460,6 +601,41 @@ def encode(
     return EncodedResponse(header + b"".join(blobs), len(header), len(prediction.predictions))
 
 
+_JSON_PREDICT = RequestedOutput(PREDICT, binary=False)
+
+
+def _encode_predict(
+    predictor: Predictor, values: np.ndarray, request_id: str | None
+) -> EncodedResponse:
+    """One float ``predict`` tensor in JSON, the most common answer, written directly.
+
+    The same bytes as the general encoding (a test holds them equal), without building the
+    document as dicts; the part naming the model is made once per model version.
+    """
+    head = _HEADS.get((predictor.name, predictor.version))
+    if head is None:
+        head = orjson.dumps({"model_name": predictor.name, "model_version": str(predictor.version)})
+        if len(_HEADS) < _MAX_HEADS:
+            _HEADS[predictor.name, predictor.version] = head
+    shape = ",".join(map(str, values.shape)).encode()
+    body = b"".join(
+        (
+            head[:-1],
+            b"" if request_id is None else b',"id":' + orjson.dumps(request_id),
+            b',"outputs":[{"name":"predict","shape":[',
+            shape,
+            b'],"datatype":"FP64","data":',
+            orjson.dumps(values.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY),
+            b"}]}",
+        )
+    )
+    return EncodedResponse(body, None, len(values))
+
+
+_HEADS: dict[tuple[str, int], bytes] = {}
+_MAX_HEADS = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A decoded and validated V2 request, ready to predict and encode."""
@@ -471,11 +647,13 @@ class Prepared:
 
 def prepare(predictor: Predictor, body: bytes, header_length: int | None) -> Prepared:
     """Decode and validate (shared with the native API) one V2 request."""
-    request, tensors = decode(body, header_length)
+    request, tensors, finite = _decode(body, header_length)
     outputs = requested_outputs(request, predictor.manifest)
     rows = to_rows(request, tensors, predictor.feature_names)
     batch = predictor.validate_array(
-        rows, return_probabilities=any(output.name == PREDICT_PROBA for output in outputs)
+        rows,
+        return_probabilities=any(output.name == PREDICT_PROBA for output in outputs),
+        finite=finite,
     )
     return Prepared(batch, request.id, outputs)
 

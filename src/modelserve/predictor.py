@@ -193,8 +193,14 @@ class Predictor:
             raise self._invalid(exc) from exc
         return self._to_batch(request)
 
-    def validate_array(self, rows: np.ndarray, *, return_probabilities: bool = False) -> Batch:
-        """Validate a numeric array of shape (rows, features), as tensors arrive from /v2."""
+    def validate_array(
+        self, rows: np.ndarray, *, return_probabilities: bool = False, finite: bool = False
+    ) -> Batch:
+        """Validate a numeric array of shape (rows, features), as tensors arrive from /v2.
+
+        ``finite``: the decoder already knows no value is NaN or infinite (its parser refuses
+        them), so they are not looked for again.
+        """
         count = len(self.feature_names)
         if rows.ndim != 2:
             raise InvalidInputError(
@@ -223,9 +229,11 @@ class Predictor:
         if problem is not None:
             raise InvalidInputError(problem.msg, problems=[problem])
         matrix = np.asarray(rows, dtype=np.float64)
-        finite = np.isfinite(matrix)
-        if not finite.all():
-            bad = np.argwhere(~finite)
+        if finite:
+            return Batch(rows=matrix, return_probabilities=return_probabilities)
+        finite_cells = np.isfinite(matrix)
+        if not finite_cells.all():
+            bad = np.argwhere(~finite_cells)
             problems = [
                 Problem(
                     ("instances", int(r), int(c)),
