@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +339,29 @@ def test_openapi_documents_requests_responses_and_errors(client: TestClient) -> 
     }
     assert expected <= set(document["paths"])
     assert client.get("/docs").status_code == 200
+
+
+def test_importing_the_app_module_builds_no_app_until_uvicorn_asks_for_one(
+    store_path: Path,
+) -> None:
+    # `modelserve serve` imports main for create_app: no second app, and no rich (CLI output).
+    script = """
+import sys
+from modelserve import cli, main
+print("app" in vars(main), sorted({m.split(".")[0] for m in sys.modules} & {"rich"}))
+app = main.app
+print(type(app).__name__, main.app is app)
+try:
+    main.nope
+except AttributeError as exc:
+    print(exc)
+"""
+    env = {**os.environ, "MODELSERVE_STORE": str(store_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.splitlines() == [
+        "False []",
+        "ModelServeApp True",
+        "module 'modelserve.main' has no attribute 'nope'",
+    ]

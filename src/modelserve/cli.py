@@ -7,6 +7,7 @@ Every command calls the same core functions the HTTP app uses; settings come fro
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import logging.config
@@ -17,21 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from modelserve import __version__
 from modelserve.errors import ModelServeError
@@ -51,6 +42,10 @@ from modelserve.train_model import (
     train,
 )
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from rich.console import Console
+
 logger = logging.getLogger(__name__)
 
 app = typer.Typer(
@@ -65,7 +60,21 @@ app.add_typer(models_app, name="models")
 keys_app = typer.Typer(help="Ed25519 keys that sign and verify manifests.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-_err = Console(stderr=True)
+
+@functools.cache
+def _err() -> Console:
+    """Messages for people, on stderr (rich is imported only when there is one to write)."""
+    from rich.console import Console  # noqa: PLC0415 - `serve` starts faster without rich
+
+    return Console(stderr=True)
+
+
+def escape(text: str) -> str:
+    """``text`` with any rich markup in it escaped."""
+    from rich.markup import escape as rich_escape  # noqa: PLC0415
+
+    return rich_escape(text)
+
 
 SigningKeyOption = Annotated[
     Path | None,
@@ -95,7 +104,7 @@ class Format(enum.StrEnum):
 
 def _fail(message: str, code: int = 1) -> NoReturn:
     # escape(): a message may hold brackets ("modelserve[ray]") that are not rich markup.
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    _err().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -138,7 +147,7 @@ def _train(config: TrainConfig, settings: Settings) -> TrainResult:
     key = _signing_key(settings)
     try:
         kind = estimator_kind(config.estimator)
-        with _err.status(f"Training {kind.description} ({config.name})…", spinner="dots"):
+        with _err().status(f"Training {kind.description} ({config.name})…", spinner="dots"):
             return train(config, ModelStore(settings.store), key)
     except ModelServeError as exc:
         _fail(exc.message)
@@ -179,7 +188,7 @@ def train_command(
     )
     _report(_train(config, settings))
     if format is Format.pickle and not settings.allow_pickle:
-        _err.print(
+        _err().print(
             "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
             highlight=False,
         )
@@ -398,7 +407,7 @@ def predict_command(
         prediction = predictor.predict_json(orjson.dumps(document))
     except ModelServeError as exc:
         for problem in exc.problems[1:]:
-            _err.print(f"  {escape(problem.msg)}", highlight=False)
+            _err().print(f"  {escape(problem.msg)}", highlight=False)
         _fail(exc.message)
     result: dict[str, Any] = {
         "model_name": predictor.name,
@@ -434,6 +443,14 @@ def _score_file(
         _fail(exc.message)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         _fail(f"cannot read {source}: {exc}")
+    from rich.progress import (  # noqa: PLC0415 - only this command draws a bar
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -441,7 +458,7 @@ def _score_file(
         TextColumn("rows"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=_err, disable=not show_progress, transient=True) as bar:
+    with Progress(*columns, console=_err(), disable=not show_progress, transient=True) as bar:
         task = bar.add_task(f"{name} v{predictor.version}", total=total)
         try:
             result = score_file(
@@ -458,9 +475,11 @@ def _score_file(
         except (OSError, ValueError) as exc:
             _fail(f"{source}: {exc}; no predictions were written")
     if result.ignored_columns:
-        _err.print("ignored columns: " + escape(", ".join(result.ignored_columns)), highlight=False)
+        _err().print(
+            "ignored columns: " + escape(", ".join(result.ignored_columns)), highlight=False
+        )
     where = "stdout" if target is None else str(target)
-    _err.print(
+    _err().print(
         f"{result.rows:,} rows scored with {escape(name)} v{predictor.version} -> "
         f"{escape(where)} in "
         f"{result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s)",
@@ -517,7 +536,7 @@ def models_show(
         _fail(exc.message)
     typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
     if verify:
-        _err.print(f"verified: {name} v{manifest.version} loads and matches its manifest")
+        _err().print(f"verified: {name} v{manifest.version} loads and matches its manifest")
 
 
 @app.command("import")

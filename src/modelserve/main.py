@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
 from modelserve import __version__
@@ -177,6 +176,8 @@ def _complete_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi  # noqa: PLC0415 - on first request
+
             schema = get_openapi(
                 title=app.title,
                 version=app.version,
@@ -194,4 +195,14 @@ def _complete_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
-app = create_app()
+def __getattr__(name: str) -> ModelServeApp:
+    """``modelserve.main:app`` for uvicorn, built from the environment on first use.
+
+    Built lazily, so importing this module for :func:`create_app` (as ``modelserve serve``
+    does) does not build and throw away a second app.
+    """
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app()
+    globals()["app"] = built
+    return built
