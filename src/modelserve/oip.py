@@ -278,8 +278,7 @@ def _decode_full(body: bytes, header_length: int | None) -> tuple[Header, list[n
 
 
 _FLOAT_DATATYPES = ("FP64", "FP32")  # a tuple: `in` must not hash a JSON object
-# simdjson pays off from here; below it Pydantic's own parse is as fast (~8 µs for one row;
-# a hand-written check of the small form measured slower, as building the models costs more).
+# From here simdjson into a buffer pays off; below it orjson and a check by hand (_decode_small).
 _PLAIN_MIN_BYTES = 2048
 
 
@@ -610,13 +609,9 @@ def _encode_predict(
     """One float ``predict`` tensor in JSON, the most common answer, written directly.
 
     The same bytes as the general encoding (a test holds them equal), without building the
-    document as dicts; the part naming the model is made once per model version.
+    document as dicts.
     """
-    head = _HEADS.get((predictor.name, predictor.version))
-    if head is None:
-        head = orjson.dumps({"model_name": predictor.name, "model_version": str(predictor.version)})
-        if len(_HEADS) < _MAX_HEADS:
-            _HEADS[predictor.name, predictor.version] = head
+    head = orjson.dumps({"model_name": predictor.name, "model_version": str(predictor.version)})
     shape = ",".join(map(str, values.shape)).encode()
     body = b"".join(
         (
@@ -630,10 +625,6 @@ def _encode_predict(
         )
     )
     return EncodedResponse(body, None, len(values))
-
-
-_HEADS: dict[tuple[str, int], bytes] = {}
-_MAX_HEADS = 1024
 
 
 @dataclass(frozen=True, slots=True)
