@@ -501,3 +501,156 @@ def test_the_lean_decoders_accept_only_what_the_full_one_accepts_and_decode_it_t
     for tensor, expected in zip(tensors, full[1], strict=True):
         assert (tensor.dtype, tensor.shape) == (expected.dtype, expected.shape)
         np.testing.assert_array_equal(tensor, expected)
+
+
+# -- the common request, prepared in one pass, agrees with the general path ------------------
+
+
+def _triton(
+    data: str = str(ROW),
+    shape: str = "[1, 10]",
+    *,
+    request_id: str | None = None,
+    outputs: str | None = None,
+    parameters: str | None = None,
+    name: str = "input",
+    compact: bool = True,
+) -> bytes:
+    """A body in tritonclient's key order, compact as it writes it or as json.dumps does."""
+    parts = [] if request_id is None else [f'"id": "{request_id}"']
+    parts.append(
+        f'"inputs": [{{"name": "{name}", "shape": {shape}, "datatype": "FP64", "data": {data}}}]'
+    )
+    if outputs is not None:
+        parts.append(f'"outputs": {outputs}')
+    if parameters is not None:
+        parts.append(f'"parameters": {parameters}')
+    text = "{" + ", ".join(parts) + "}"
+    if compact:
+        text = text.replace(", ", ",").replace(": ", ":")
+    return text.encode()
+
+
+def _assert_same_as_general(predictor: Predictor, body: bytes) -> None:
+    common = oip._prepare_common(predictor, body)
+    assert common is not None, body
+    general = oip._prepare_general(predictor, body, None)
+    assert (common.request_id, common.outputs) == (general.request_id, general.outputs)
+    assert common.batch.return_probabilities == general.batch.return_probabilities
+    assert common.batch.rows.dtype == general.batch.rows.dtype == np.float64
+    np.testing.assert_array_equal(common.batch.rows, general.batch.rows, strict=True)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(
+    "body_args",
+    [
+        {},
+        {"data": str(ROW * 3), "shape": "[3, 10]"},
+        {"data": "[1, -2, 3e2, 4E-1, -0.0, 0, 1e-300, 9007199254740993, 18446744073709551615, 5]"},
+        {"request_id": "r-1"},
+        {"request_id": ""},
+        {"name": "caf\u00e9 [0]"},
+        {"parameters": '{"binary_data_output": true}'},
+        {"parameters": '{"binary_data_output": false}'},
+        {"outputs": '[{"name": "predict"}]'},
+        {"outputs": '[{"name": "predict", "parameters": {"binary_data": false}}]'},
+        {
+            "outputs": '[{"name": "predict", "parameters": {"binary_data": true}}]',
+            "parameters": '{"binary_data_output": false}',
+        },
+        {
+            "request_id": "7",
+            "outputs": '[{"name": "predict"}]',
+            "parameters": '{"binary_data_output": true}',
+        },
+    ],
+)
+def test_the_common_request_is_prepared_as_the_general_path_prepares_it(
+    predictor: Predictor, body_args: dict[str, str], compact: bool
+) -> None:
+    _assert_same_as_general(predictor, _triton(**body_args, compact=compact))
+
+
+def test_a_classifiers_common_request_gets_both_outputs_as_before(classifier: Predictor) -> None:
+    body = _triton("[0.1, 0.2, 0.3, 0.4]", "[1, 4]", parameters='{"binary_data_output": true}')
+    _assert_same_as_general(classifier, body)
+    prepared = oip._prepare_common(classifier, body)
+    assert prepared is not None
+    assert [output.name for output in prepared.outputs] == ["predict", "predict_proba"]
+    assert prepared.batch.return_probabilities
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _triton("[1, 2, 3]"),  # data does not fill the shape: the general path says so
+        _triton(str(ROW[:5]), "[1, 5]"),  # the wrong feature count
+        _triton("[]", "[0, 10]"),  # an empty batch
+        _triton(str(ROW * 101), "[101, 10]"),  # past the fixture's max_rows of 100
+        _triton(str([*ROW[:9], float("nan")]).replace("nan", "NaN")),
+        _triton(str(ROW[:9]).rstrip("]") + ", 1e999]"),
+        _triton(str(ROW[:9]).rstrip("]") + ", 99999999999999999999999]"),
+        _triton(str(ROW[:9]).rstrip("]") + ', "1"]'),
+        _triton(str(ROW[:9]).rstrip("]") + ", true]"),
+        _triton(str(ROW[:9]).rstrip("]") + ", [1]]"),
+        _triton(str(ROW[:9]).rstrip("]") + ", 01]"),
+        _triton(str(ROW[:9]).rstrip("]") + ", +1]"),
+        _triton(str(ROW), "[01, 10]"),
+        _triton(str(ROW), "[1, 10.0]"),
+        _triton(name='in\\"put'),  # an escape: the other decoders read it
+        _triton().replace(b"input", b"in\xffput"),  # not UTF-8
+        _triton().replace(b"FP64", b"FP32"),
+        _triton(outputs='[{"name": "predict_proba"}]'),  # an unknown output: the error's
+        _triton(outputs='[{"name": "predict"}, {"name": "predict"}]'),
+        _triton(parameters='{"binary_data_output": 1}'),
+        _triton(parameters='{"other": true}'),
+        _triton(request_id="r").replace(b"{", b'{"id":"first",', 1),  # a repeated key
+        _triton(compact=False).replace(b", ", b",\n"),  # other white space
+        b" " + _triton(),
+        _triton() + b"\n",
+    ],
+)
+def test_anything_else_takes_the_general_path(predictor: Predictor, body: bytes) -> None:
+    assert oip._prepare_common(predictor, body) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.sampled_from([10, 20]).flatmap(
+        lambda n: st.lists(
+            st.floats(allow_nan=False, allow_infinity=False)
+            | st.integers(min_value=-(2**63), max_value=2**64 - 1),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    | st.lists(_numbers, max_size=21)
+    | st.lists(_values, min_size=10, max_size=10),
+    shape=st.sampled_from(["[1, 10]", "[2, 10]"] * 3 + ["[2, 5]", "[0, 10]"]),
+    request_id=st.sampled_from([None, "r1", "a b", "\u00e9"]),
+    outputs=st.sampled_from([None, '[{"name": "predict"}]']),
+    parameters=st.sampled_from([None, '{"binary_data_output": true}']),
+    compact=st.booleans(),
+)
+def test_the_common_path_accepts_only_what_the_general_one_accepts(
+    predictor: Predictor,
+    data: list[object],
+    shape: str,
+    request_id: str | None,
+    outputs: str | None,
+    parameters: str | None,
+    compact: bool,
+) -> None:
+    body = _triton(
+        json.dumps(data),
+        shape,
+        request_id=request_id,
+        outputs=outputs,
+        parameters=parameters,
+        compact=compact,
+    )
+    if oip._prepare_common(predictor, body) is None:
+        return
+    event("common path taken")
+    _assert_same_as_general(predictor, body)
