@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from modelserve.main import create_app
+from modelserve.observe import RequestInfo
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
@@ -29,6 +32,19 @@ REQUESTS = [
     (
         "/v2/models/clf/infer",
         {"inputs": [{"name": "i", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]},
+    ),
+    # tritonclient's default: the answer in binary after a JSON header.
+    ("/v2/models/default/infer", {**V2, "parameters": {"binary_data_output": True}}),
+    (
+        "/v2/models/default/infer",
+        {**V2, "outputs": [{"name": "predict", "parameters": {"binary_data": True}}]},
+    ),
+    (
+        "/v2/models/clf/infer",
+        {
+            "inputs": [{"name": "i", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+            "parameters": {"binary_data_output": True},
+        },
     ),
     ("/predict", {"instances": [ROW[:3]]}),
     ("/predict", {"instances": []}),
@@ -55,9 +71,11 @@ def test_answers_are_byte_for_byte_the_same(
 ) -> None:
     fast, full = both
     a, b = fast.post(path, json=body), full.post(path, json=body)
-    assert (a.status_code, a.headers["content-type"], a.content) == (
+    header = "inference-header-content-length"
+    assert (a.status_code, a.headers["content-type"], a.headers.get(header), a.content) == (
         b.status_code,
         b.headers["content-type"],
+        b.headers.get(header),
         b.content,
     )
 
@@ -127,3 +145,21 @@ def test_the_lane_sheds_load_at_the_shared_concurrency_limit(
     assert after.status_code == 200
     assert len(after.json()["predictions"]) == 1
     assert after.headers["x-request-id"]
+
+
+def test_the_lane_itself_answers_tritonclients_binary_outputs(
+    both: tuple[TestClient, TestClient],
+) -> None:
+    fast, full = both
+    lane = fast.app.fast_lane  # type: ignore[attr-defined]
+    body = orjson.dumps({**V2, "parameters": {"binary_data_output": True}})
+    target = lane.target("/v2/models/default/infer")
+    info = RequestInfo("")
+    answered = lane._answer({"app": fast.app}, body, target, info)
+    assert answered is not None  # not handed on to the app
+    answer, header_length = answered
+    header = orjson.loads(answer[:header_length])
+    assert header["outputs"][0]["parameters"] == {"binary_data_size": 16}
+    expected = full.post("/predict", json={"instances": [ROW, ROW]}).json()["predictions"]
+    assert np.frombuffer(answer[header_length:], "<f8").tolist() == pytest.approx(expected)
+    assert (info.api, info.rows) == ("v2", 2)

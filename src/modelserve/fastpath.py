@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 _NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/(\d+)/)?predict$")
 _V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/(\d+)/)?infer$")
 _JSON = (b"content-type", b"application/json")
+_BINARY = (b"content-type", b"application/octet-stream")
 _TEMPLATES = {
     (False, False): "/v1/models/{name}/predict",
     (False, True): "/v1/models/{name}/versions/{version}/predict",
@@ -40,6 +41,9 @@ _TEMPLATES = {
     (True, True): "/v2/models/{name}/versions/{version}/infer",
 }
 _Target = tuple[str, str | None, bool, str]
+_Answer = tuple[bytes, int | None]
+"""A response body, and the length of its JSON header when binary tensors follow it."""
+HEADER_LENGTH = b"inference-header-content-length"
 
 
 class FastLane:
@@ -77,10 +81,16 @@ class FastLane:
             if complete:
                 observer = self.observer
                 info = RequestInfo("")
-                answer = self._answer(scope, body, target, info)
-                if answer is not None:
+                answered = self._answer(scope, body, target, info)
+                if answered is not None:
+                    answer, header_length = answered
                     info.request_id = request_id_of(scope["headers"])
-                    headers = [_JSON, (b"content-length", str(len(answer)).encode())]
+                    headers = [
+                        _JSON if header_length is None else _BINARY,
+                        (b"content-length", str(len(answer)).encode()),
+                    ]
+                    if header_length is not None:  # /v2 binary tensors after a JSON header
+                        headers.append((HEADER_LENGTH, str(header_length).encode()))
                     if observer.request_id_header:
                         headers.append((b"x-request-id", info.request_id.encode()))
                     status = 500
@@ -100,7 +110,7 @@ class FastLane:
 
     def _answer(
         self, scope: Scope, body: bytes, target: _Target, info: RequestInfo
-    ) -> bytes | None:
+    ) -> _Answer | None:
         try:
             registry = scope["app"].state.registry
             return _answer(registry, body, *target, info, self.micro_batching)
@@ -115,7 +125,7 @@ def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
         if key == b"content-length":
             if not value.isdigit() or int(value) > limit:
                 return False
-        elif key == b"inference-header-content-length":
+        elif key == HEADER_LENGTH:
             return False
     return True
 
@@ -160,8 +170,8 @@ def _answer(
     route: str,
     info: RequestInfo,
     micro_batching: bool,
-) -> bytes | None:
-    """The response body for a good request, or None to let the app handle it.
+) -> _Answer | None:
+    """The response for a good request, or None to let the app handle it.
 
     ``info`` (the request's observability record) learns the model, version and rows.
     """
@@ -171,10 +181,8 @@ def _answer(
             return None  # the route merges it with other requests to the same model
         if v2:
             encoded = oip.infer(predictor, body, None)
-            if encoded.header_length is not None:
-                return None
             _note(info, predictor.name, predictor.version, "v2", encoded.rows, route)
-            return encoded.body
+            return encoded.body, encoded.header_length
         prediction = predictor.predict_json(body)
     except ModelServeError:
         return None
@@ -182,7 +190,7 @@ def _answer(
         return None  # classifiers' richer bodies are built by the route
     rows = len(prediction.predictions)
     _note(info, predictor.name, predictor.version, "native", rows, route)
-    return orjson.dumps(
+    answer = orjson.dumps(
         {
             "model_name": predictor.name,
             "model_version": predictor.version,
@@ -190,6 +198,7 @@ def _answer(
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+    return answer, None
 
 
 def _note(
