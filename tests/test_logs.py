@@ -17,13 +17,13 @@ import orjson
 import pytest
 
 from modelserve.logs import (
-    ACCESS_MESSAGE,
     TEXT_FORMAT,
+    AccessEntry,
     AccessLog,
-    AccessRecord,
     BufferedStreamHandler,
     JsonFormatter,
     _only_json_buffer,
+    access_record,
     flush_handlers,
     logging_config,
     resolve_format,
@@ -193,8 +193,9 @@ def test_a_closed_stream_never_raises_into_the_server() -> None:
 
 # -- the access log's fast lane --------------------------------------------------------------
 
-ACCESS_ARGS = ("POST", "/predict", 200, 0.25, "abc", " model=default v1 rows=1")
-ACCESS_FIELDS = {"request_id": "abc", "status": 200, "model": "default", "rows": 1}
+ENTRY: AccessEntry = (
+    "abc", "POST", "/predict", "/predict", 200, 0.25, "default", 1, 1, "127.0.0.1:5000"
+)  # fmt: skip
 
 
 def json_root() -> tuple[BufferedStreamHandler, io.StringIO]:
@@ -214,22 +215,63 @@ def json_root() -> tuple[BufferedStreamHandler, io.StringIO]:
 def test_access_lines_are_queued_as_data_and_written_as_logging_would_write_them() -> None:
     _, stream = json_root()
     access = AccessLog()
-    access.write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    access.write(ENTRY)
     logging.getLogger("modelserve").warning("after")  # a normal record keeps its place
     assert stream.getvalue() != ""  # the warning flushed both
     first, second = stream.getvalue().splitlines()
     assert orjson.loads(second)["message"] == "after"
     created = orjson.loads(first)
     # Byte for byte what the JSON formatter makes of the equivalent LogRecord.
-    record = AccessRecord(ACCESS_MESSAGE, ACCESS_ARGS, dict(ACCESS_FIELDS))
-    expected = orjson.loads(JsonFormatter().format(record))
+    expected = orjson.loads(JsonFormatter().format(access_record(ENTRY)))
     assert {**created, "time": None} == {**expected, "time": None}
     assert list(created) == list(expected)  # same key order too
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ENTRY,
+        ("abc", "GET", "/nope", "unmatched", 404, 0.0, None, None, 0, None),
+        (
+            "abc",
+            "POST",
+            '/v1/models/"x"\\\n\u00e9/predict',
+            "unmatched",
+            404,
+            1234.5,
+            None,
+            None,
+            0,
+            "::1:80",
+        ),
+        ("abc", "POST", "/predict", "/predict", 200, 0.001, 'm"odel', 12, 10_000, "1.2.3.4:5"),
+    ],
+)
+def test_an_access_line_is_byte_for_byte_what_the_formatter_makes_of_its_record(
+    entry: AccessEntry,
+) -> None:
+    formatter = JsonFormatter()
+    for created in (1_790_000_000.0, 1_790_000_000.999, 1_790_000_001.0005, 1_790_000_001.0009):
+        line = formatter.format_access(created, entry)
+        assert line == JsonFormatter().format(access_record(entry, created)) + "\n"
+
+
+def test_timestamps_are_right_to_the_millisecond_across_seconds() -> None:
+    formatter = JsonFormatter()
+    stamps = [formatter._time(t) for t in (0.0, 0.0004, 0.0011, 0.9999, 1.0, 86_400.5)]
+    assert stamps == [
+        "1970-01-01T00:00:00.000Z",
+        "1970-01-01T00:00:00.000Z",
+        "1970-01-01T00:00:00.001Z",
+        "1970-01-01T00:00:00.999Z",
+        "1970-01-01T00:00:01.000Z",
+        "1970-01-02T00:00:00.500Z",
+    ]
+
+
 def test_the_fast_lane_queues_tuples_and_formats_them_only_when_written() -> None:
     handler, stream = json_root()
-    AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    AccessLog().write(ENTRY)
     assert len(handler.pending) == 1
     assert isinstance(handler.pending[0], tuple)
     handler.flush()
@@ -244,10 +286,21 @@ def test_any_other_destination_gets_real_records(
     handler, _ = json_root()
     logging.getLogger().addHandler(caplog.handler)
     with caplog.at_level(logging.INFO, logger="modelserve.access"):
-        AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+        AccessLog().write(ENTRY)
     (record,) = [r for r in caplog.records if r.name == "modelserve.access"]
     assert record.getMessage().startswith("POST /predict 200 0.250 ms")
-    assert record.fields == ACCESS_FIELDS  # type: ignore[attr-defined]
+    assert record.fields == {  # type: ignore[attr-defined]
+        "request_id": "abc",
+        "method": "POST",
+        "path": "/predict",
+        "route": "/predict",
+        "status": 200,
+        "latency_ms": 0.25,
+        "model": "default",
+        "version": 1,
+        "rows": 1,
+        "client": "127.0.0.1:5000",
+    }
     assert isinstance(handler.pending[0], str)  # formatted by logging, not queued as data
 
 
@@ -278,7 +331,7 @@ def test_the_fast_lane_is_taken_only_when_nothing_else_would_see_the_record() ->
 
 def test_a_formatter_replaced_after_queueing_still_formats_the_line() -> None:
     handler, stream = json_root()
-    AccessLog().write(ACCESS_ARGS, dict(ACCESS_FIELDS))
+    AccessLog().write(ENTRY)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.flush()
     assert stream.getvalue() == "INFO POST /predict 200 0.250 ms id=abc model=default v1 rows=1\n"

@@ -27,16 +27,23 @@ LogFormat = Literal["auto", "json", "text"]
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the record's fields."""
 
-    _second = -1
-    _prefix = ""
+    # (second, millisecond, its timestamp): replaced as a whole, so threads never see a mix.
+    _last: tuple[int, int, str] = (-1, -1, "")
 
     def _time(self, created: float) -> str:
-        # An ISO 8601 UTC timestamp; the date-time part is formatted once per second.
+        """An ISO 8601 UTC timestamp to the millisecond, formatted once per millisecond."""
         second = int(created)
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = second
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        millis = int((created - second) * 1000)
+        last_second, last_millis, stamp = self._last
+        if millis != last_millis or second != last_second:
+            prefix = (
+                stamp[:19]
+                if second == last_second
+                else datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            )
+            stamp = f"{prefix}.{millis:03d}Z"
+            self._last = (second, millis, stamp)
+        return stamp
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
@@ -52,16 +59,52 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(document, default=str).decode()
 
-    def format_access(self, created: float, args: tuple[Any, ...], fields: dict[str, Any]) -> str:
-        """What :meth:`format` makes of the equivalent AccessRecord, without building it."""
-        document: dict[str, Any] = {
+    def format_access(self, created: float, entry: AccessEntry) -> str:
+        """What :meth:`format` makes of ``entry``'s AccessRecord (with the newline), directly."""
+        request_id, method, path, route, status, latency_ms, model, version, rows, client = entry
+        message = ACCESS_MESSAGE % (
+            method, path, status, latency_ms, request_id,
+            "" if model is None else f" model={model} v{version} rows={rows}",
+        )  # fmt: skip
+        document = {
             "time": self._time(created),
             "level": "info",
             "logger": ACCESS_LOGGER,
-            "message": ACCESS_MESSAGE % args,
+            "message": message,
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "latency_ms": latency_ms,
+            "model": model,
+            "version": version,
+            "rows": rows,
+            "client": client,
         }
-        document.update(fields)
-        return orjson.dumps(document, default=str).decode()
+        return orjson.dumps(document, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
+
+
+AccessEntry = tuple[str, str, str, str, int, float, str | None, int | None, int, str | None]
+"""One access line: request id, method, path, route, status, latency (ms), model, version,
+rows, client: a plain tuple, the cheapest thing to build on every request."""
+ACCESS_FIELDS = (
+    "request_id", "method", "path", "route", "status", "latency_ms", "model", "version", "rows",
+    "client",
+)  # fmt: skip
+"""The names of an :data:`AccessEntry`'s values: its record's ``fields`` and their order."""
+
+
+def access_record(entry: AccessEntry, created: float | None = None) -> AccessRecord:
+    """The LogRecord of one access line, for handlers other than modelserve's own."""
+    request_id, method, path, _, status, latency_ms, model, version, rows, _ = entry
+    model_part = "" if model is None else f" model={model} v{version} rows={rows}"
+    return AccessRecord(
+        ACCESS_MESSAGE,
+        (method, path, status, latency_ms, request_id, model_part),
+        dict(zip(ACCESS_FIELDS, entry, strict=True)),
+        created,
+    )
 
 
 class AccessRecord(logging.LogRecord):
@@ -109,7 +152,7 @@ def _static_attributes() -> dict[str, Any]:
     return {name: getattr(reference, name, None) for name in names}
 
 
-_AccessLine = tuple[float, tuple[Any, ...], dict[str, Any]]
+_AccessLine = tuple[float, AccessEntry]
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -135,7 +178,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             try:
                 self.flush()
             except Exception:
-                self.handleError(AccessRecord(ACCESS_MESSAGE, *line[1:], created=line[0]))
+                self.handleError(access_record(line[1], line[0]))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -167,12 +210,11 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if isinstance(item, str):
                 lines.append(item)
                 continue
-            created, args, fields = item
+            created, entry = item
             if isinstance(formatter, JsonFormatter):
-                line = formatter.format_access(created, args, fields)
+                lines.append(formatter.format_access(created, entry))
             else:  # the formatter was replaced since the line was queued
-                line = self.format(AccessRecord(ACCESS_MESSAGE, args, fields, created))
-            lines.append(line + self.terminator)
+                lines.append(self.format(access_record(entry, created)) + self.terminator)
         return lines
 
 
@@ -194,16 +236,16 @@ class AccessLog:
         self._direct: BufferedStreamHandler | None = None
         self._checked = -1.0
 
-    def write(self, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+    def write(self, entry: AccessEntry) -> None:
         created = time.time()
         if created - self._checked >= 1.0:
             self._direct = _only_json_buffer(self.logger)
             self._checked = created
         direct = self._direct
         if direct is not None:
-            direct.emit_access((created, args, fields))
+            direct.emit_access((created, entry))
         else:
-            self.logger.handle(AccessRecord(ACCESS_MESSAGE, args, fields, created))
+            self.logger.handle(access_record(entry, created))
 
 
 def _only_json_buffer(logger: logging.Logger) -> BufferedStreamHandler | None:
@@ -279,13 +321,16 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
 
 
 __all__ = [
+    "ACCESS_FIELDS",
     "ACCESS_LOGGER",
     "ACCESS_MESSAGE",
+    "AccessEntry",
     "AccessLog",
     "AccessRecord",
     "BufferedStreamHandler",
     "JsonFormatter",
     "LogFormat",
+    "access_record",
     "flush_handlers",
     "logging_config",
     "resolve_format",

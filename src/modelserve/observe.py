@@ -101,31 +101,20 @@ class Observer:
         access = self.access
         if not access.logger.isEnabledFor(logging.INFO):
             return
-        latency_ms = round(seconds * 1000, 3)
         client = scope.get("client")
         access.write(
             (
+                info.request_id,
                 method,
                 path,
+                template,
                 status,
-                latency_ms,
-                info.request_id,
-                ""
-                if info.model is None
-                else f" model={info.model} v{info.version} rows={info.rows}",
-            ),
-            {
-                "request_id": info.request_id,
-                "method": method,
-                "path": path,
-                "route": template,
-                "status": status,
-                "latency_ms": latency_ms,
-                "model": info.model,
-                "version": info.version,
-                "rows": info.rows,
-                "client": None if client is None else f"{client[0]}:{client[1]}",
-            },
+                round(seconds * 1000, 3),
+                info.model,
+                info.version,
+                info.rows,
+                None if client is None else f"{client[0]}:{client[1]}",
+            )
         )
 
 
