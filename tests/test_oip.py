@@ -246,10 +246,11 @@ def test_infer_json_response(predictor: Predictor) -> None:
         np.array([0.1, 2.5], dtype=np.float32),
     ],
 )
-def test_the_direct_predict_encoding_is_the_general_one(
+def test_the_json_predict_answer_is_the_documented_document(
     predictor: Predictor, values: np.ndarray, request_id: str | None
 ) -> None:
-    direct = oip.encode(predictor, Prediction(predictions=values), request_id, [oip._JSON_PREDICT])
+    output = oip.RequestedOutput(oip.PREDICT, binary=False)
+    direct = oip.encode(predictor, Prediction(predictions=values), request_id, [output])
     document: dict[str, object] = {"model_name": "default", "model_version": "1"}
     if request_id is not None:
         document["id"] = request_id
