@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -166,7 +167,7 @@ def test_bulk_histogram_updates_match_prometheus_observe() -> None:
 
 def test_counts_are_pending_until_flushed_and_a_scrape_flushes() -> None:
     metrics = Metrics()
-    metrics.http_request("GET", "/x", 200, 0.001)
+    metrics.request("GET", "/x", 200, 0.001)
     before = scrape(generate_latest(metrics.registry).decode())
     assert total(before, "modelserve_http_requests_total") == 0
     after = scrape(metrics.exposition()[0].decode())
@@ -203,3 +204,42 @@ def test_two_workers_report_the_whole_servers_totals(tmp_path: Path) -> None:
     # Both workers loaded the model: each counted its own load.
     assert value(samples, "modelserve_model_loads_total", model="default") == 2
     assert value(samples, "modelserve_model_versions_loaded", model="default") == 1
+
+
+def test_one_pending_entry_per_kind_of_request_fills_every_series() -> None:
+    metrics = Metrics()
+    for seconds in (0.0004, 0.002, 0.2):
+        metrics.request("POST", "/predict", 200, seconds, ("m", 1, "native", 3))
+    metrics.request("POST", "/predict", 422, 0.001, ("m", 1, "native", 0))  # no rows: refused
+    metrics.request("POST", "/v2/models/{name}/infer", 200, 0.003, ("m", 2, "v2", 150))
+    metrics.request("GET", "/health/live", 200, 0.0001)  # no model at all
+    samples = scrape(metrics.exposition()[0].decode())
+
+    http = "modelserve_http_requests_total"
+    assert value(samples, http, method="POST", route="/predict", status="200") == 3
+    assert value(samples, http, method="POST", route="/predict", status="422") == 1
+    assert value(samples, http, method="GET", route="/health/live", status="200") == 1
+    latency = "modelserve_http_request_duration_seconds"
+    assert value(samples, f"{latency}_count", method="POST", route="/predict") == 4
+    assert value(samples, f"{latency}_sum", method="POST", route="/predict") == pytest.approx(
+        0.2034
+    )
+    assert value(samples, f"{latency}_bucket", method="POST", route="/predict", le="0.0025") == 3
+
+    requests = "modelserve_requests_total"
+    assert value(samples, requests, model="m", version="1", api="native", outcome="success") == 3
+    assert (
+        value(samples, requests, model="m", version="1", api="native", outcome="client_error") == 1
+    )
+    assert value(samples, requests, model="m", version="2", api="v2", outcome="success") == 1
+    assert total(samples, requests) == 5  # the probe made no prediction
+    prediction = "modelserve_request_duration_seconds"
+    assert value(samples, f"{prediction}_count", model="m", version="1", api="native") == 4
+    assert value(samples, f"{prediction}_bucket", model="m", version="2", api="v2", le="0.005") == 1
+
+    assert value(samples, "modelserve_rows_predicted_total", model="m", version="1") == 9
+    assert value(samples, "modelserve_rows_predicted_total", model="m", version="2") == 150
+    rows = "modelserve_request_rows"
+    assert value(samples, f"{rows}_count", model="m", version="1") == 3  # not the refused one
+    assert value(samples, f"{rows}_bucket", model="m", version="2", le="100.0") == 0
+    assert value(samples, f"{rows}_bucket", model="m", version="2", le="200.0") == 1

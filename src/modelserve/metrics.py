@@ -140,6 +140,9 @@ class Metrics:
         self._known_models: set[str] = set()
         self._bounds = (*LATENCY_BUCKETS, float("inf"))
         self._row_bounds = (*map(float, ROW_BUCKETS), float("inf"))
+        # A pending entry: [latency sum, count per latency bucket..., rows sum, count per bucket...]
+        self._rows_at = 1 + len(self._bounds)
+        self._width = self._rows_at + 1 + len(self._row_bounds)
         self._pending: _Pending = _Pending()
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -151,39 +154,48 @@ class Metrics:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one HTTP request (pending until the next :meth:`flush`)."""
-        pending = self._pending
-        key = (method, route, status)
-        pending.http[key] = pending.http.get(key, 0) + 1
-        _observe(pending.http_latency, (method, route), seconds, self._bounds)
-
-    def prediction(
-        self, model: str, version: int, api: str, status: int, rows: int, seconds: float
+    def request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        prediction: tuple[str, int, str, int] | None = None,
     ) -> None:
-        """Count one prediction request (pending until the next :meth:`flush`)."""
-        pending = self._pending
-        key = (model, version, api, status)
-        pending.requests[key] = pending.requests.get(key, 0) + 1
-        _observe(pending.latency, (model, version, api), seconds, self._bounds)
-        if rows:
-            _observe(pending.rows, (model, version), rows, self._row_bounds)
+        """Count one HTTP request, and ``prediction`` (model, version, API, rows) when it made one.
+
+        Pending until the next :meth:`flush`: one dictionary entry per kind of request holds
+        its latency histogram (shared by the HTTP and the prediction series, which time the
+        same span) and its rows histogram, so a request costs one lookup and two bisects.
+        """
+        key = (method, route, status, prediction and prediction[:3])
+        observed = self._pending.requests.get(key)
+        if observed is None:
+            observed = self._pending.requests[key] = [0.0] * self._width
+        observed[0] += seconds
+        observed[1 + bisect_left(self._bounds, seconds)] += 1
+        if prediction is not None and prediction[3]:
+            rows, at = prediction[3], self._rows_at
+            observed[at] += rows
+            observed[at + 1 + bisect_left(self._row_bounds, rows)] += 1
 
     def flush(self) -> None:
         """Fold the pending counts into the prometheus-client metrics (event-loop thread)."""
         pending, self._pending = self._pending, _Pending()
-        for (method, route, status), count in pending.http.items():
+        at = self._rows_at
+        for (method, route, status, prediction), observed in pending.requests.items():
+            latency, rows = observed[:at], observed[at:]
+            count = sum(latency[1:])
             self._child(self.http_requests, method, route, str(status)).inc(count)
-        for (method, route), observed in pending.http_latency.items():
-            _add(self._child(self.http_latency, method, route), observed)
-        for (model, version, api, status), count in pending.requests.items():
-            outcome = outcome_of(status)
-            self._child(self.requests, model, str(version), api, outcome).inc(count)
-        for (model, version, api), observed in pending.latency.items():
-            _add(self._child(self.request_latency, model, str(version), api), observed)
-        for (model, version), observed in pending.rows.items():
-            self._child(self.rows, model, str(version)).inc(observed[0])
-            _add(self._child(self.request_rows, model, str(version)), observed)
+            _add(self._child(self.http_latency, method, route), latency)
+            if prediction is None:
+                continue
+            model, version, api = prediction[0], str(prediction[1]), prediction[2]
+            self._child(self.requests, model, version, api, outcome_of(status)).inc(count)
+            _add(self._child(self.request_latency, model, version, api), latency)
+            if any(rows[1:]):
+                self._child(self.rows, model, version).inc(rows[0])
+                _add(self._child(self.request_rows, model, version), rows)
 
     def batch(self, model: str, version: int, requests: int, rows: int) -> None:
         """One merged predict call (once per call, not per request: observed directly)."""
@@ -221,14 +233,11 @@ class Metrics:
 class _Pending:
     """Counts since the last flush; replaced as a whole by :meth:`Metrics.flush`."""
 
-    __slots__ = ("http", "http_latency", "latency", "requests", "rows")
+    __slots__ = ("requests",)
 
     def __init__(self) -> None:
-        self.http: dict[tuple[str, str, int], int] = {}
-        self.http_latency: dict[tuple[str, str], list[float]] = {}
-        self.requests: dict[tuple[str, int, str, int], int] = {}
-        self.latency: dict[tuple[str, int, str], list[float]] = {}
-        self.rows: dict[tuple[str, int], list[float]] = {}
+        # (method, route, status, (model, version, API) or None) -> see Metrics._width
+        self.requests: dict[tuple[str, str, int, tuple[str, int, str] | None], list[float]] = {}
 
 
 def _observe(

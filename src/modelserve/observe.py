@@ -92,9 +92,16 @@ class Observer:
         route = scope.get("route")
         template = getattr(route, "path", None) or info.route or "unmatched"
         method: str = scope["method"]
-        self.metrics.http_request(method, template, status, seconds)
-        if info.model is not None and info.version is not None and info.api is not None:
-            self.metrics.prediction(info.model, info.version, info.api, status, info.rows, seconds)
+        model, version, api = info.model, info.version, info.api
+        self.metrics.request(
+            method,
+            template,
+            status,
+            seconds,
+            None
+            if model is None or version is None or api is None
+            else (model, version, api, info.rows),
+        )
         path: str = scope["path"]
         if not self.access_log or (path in self.health_paths and not self.log_health):
             return
