@@ -43,7 +43,7 @@ _TEMPLATES = {
 _Target = tuple[str, str | None, bool, str]
 _Answer = tuple[bytes, int | None]
 """A response body, and the length of its JSON header when binary tensors follow it."""
-HEADER_LENGTH = b"inference-header-content-length"
+_HEADER_LENGTH = oip.HEADER_LENGTH.lower().encode()
 
 
 class FastLane:
@@ -90,7 +90,7 @@ class FastLane:
                         (b"content-length", str(len(answer)).encode()),
                     ]
                     if header_length is not None:  # /v2 binary tensors after a JSON header
-                        headers.append((HEADER_LENGTH, str(header_length).encode()))
+                        headers.append((_HEADER_LENGTH, str(header_length).encode()))
                     if observer.request_id_header:
                         headers.append((b"x-request-id", info.request_id.encode()))
                     status = 500
@@ -125,7 +125,7 @@ def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
         if key == b"content-length":
             if not value.isdigit() or int(value) > limit:
                 return False
-        elif key == HEADER_LENGTH:
+        elif key == _HEADER_LENGTH:
             return False
     return True
 

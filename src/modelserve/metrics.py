@@ -168,7 +168,7 @@ class Metrics:
         its latency histogram (shared by the HTTP and the prediction series, which time the
         same span) and its rows histogram, so a request costs one lookup and two bisects.
         """
-        key = (method, route, status, prediction and prediction[:3])
+        key = (method, route, status, None if prediction is None else prediction[:3])
         observed = self._pending.requests.get(key)
         if observed is None:
             observed = self._pending.requests[key] = [0.0] * self._width

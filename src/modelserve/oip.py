@@ -34,6 +34,8 @@ INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 BATCH_INPUT = "input"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+"""The HTTP header giving the JSON header's length when binary tensors follow it."""
 PLATFORM = "sklearn"
 
 

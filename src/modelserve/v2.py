@@ -27,7 +27,6 @@ from modelserve.predictor import Predictor
 from modelserve.registry import ModelRegistry
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-HEADER_LENGTH = "Inference-Header-Content-Length"
 _ERROR = {"model": oip.ErrorBody}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _ERROR | {"description": "Body is not JSON"},
@@ -128,7 +127,7 @@ async def model_version_ready(
 
 async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
     info = note_model(request.scope, predictor.name, predictor.version, "v2")
-    header = request.headers.get(HEADER_LENGTH)
+    header = request.headers.get(oip.HEADER_LENGTH)
 
     batcher = get_batchers(request).get(predictor)
     if batcher is None:
@@ -154,7 +153,7 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
     return Response(
         encoded.body,
         media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(encoded.header_length)},
+        headers={oip.HEADER_LENGTH: str(encoded.header_length)},
     )
 
 
