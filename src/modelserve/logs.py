@@ -27,22 +27,28 @@ LogFormat = Literal["auto", "json", "text"]
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the record's fields."""
 
-    # (second, millisecond, its timestamp): replaced as a whole, so threads never see a mix.
-    _last: tuple[int, int, str] = (-1, -1, "")
+    # (millisecond since the epoch, its timestamp): replaced as a whole, so threads never see
+    # a mix.
+    _last: tuple[int, str] = (-1, "")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._access_parts: dict[tuple[object, ...], _AccessParts] = {}
+        self._clients: dict[str, str] = {}  # client address -> as a JSON string
 
     def _time(self, created: float) -> str:
         """An ISO 8601 UTC timestamp to the millisecond, formatted once per millisecond."""
-        second = int(created)
-        millis = int((created - second) * 1000)
-        last_second, last_millis, stamp = self._last
-        if millis != last_millis or second != last_second:
+        millis = int(created * 1000)
+        last_millis, stamp = self._last
+        if millis != last_millis:
+            second, fraction = divmod(millis, 1000)
             prefix = (
                 stamp[:19]
-                if second == last_second
+                if second == last_millis // 1000
                 else datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             )
-            stamp = f"{prefix}.{millis:03d}Z"
-            self._last = (second, millis, stamp)
+            stamp = f"{prefix}.{fraction:03d}Z"
+            self._last = (millis, stamp)
         return stamp
 
     def format(self, record: logging.LogRecord) -> str:
@@ -60,34 +66,76 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
     def format_access(self, created: float, entry: AccessEntry) -> str:
-        """What :meth:`format` makes of ``entry``'s AccessRecord (with the newline), directly."""
+        """What :meth:`format` makes of ``entry``'s AccessRecord (with the newline), directly.
+
+        Requests of one kind (same method, path, status, model, version and rows) share all
+        of their line but the time, latency, request id and client, so the rest is escaped
+        once, by orjson, and kept; a line is then one f-string. Byte for byte equal to
+        :meth:`format`'s line (tested), at about a fifth of its cost.
+        """
         request_id, method, path, route, status, latency_ms, model, version, rows, client = entry
-        message = ACCESS_MESSAGE % (
-            method, path, status, latency_ms, request_id,
-            "" if model is None else f" model={model} v{version} rows={rows}",
-        )  # fmt: skip
-        document = {
-            "time": self._time(created),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "message": message,
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "latency_ms": latency_ms,
-            "model": model,
-            "version": version,
-            "rows": rows,
-            "client": client,
-        }
-        return orjson.dumps(document, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
+        key = (method, path, route, status, model, version, rows)
+        parts = self._access_parts.get(key)
+        if parts is None:
+            parts = self._parts_of(key)
+        head, tail, before, after = parts
+        if client is None:
+            client_json = "null"
+        else:
+            client_json = self._clients.get(client) or self._client_json(client)
+        # Ids are tokens modelserve checked or made (see observe.request_id_of): as JSON,
+        # only quoted; anything else is escaped the way orjson escapes it.
+        rid = request_id if request_id.isalnum() else _escaped(request_id)
+        latency = f"{latency_ms:.3f}"
+        # The latency is in milliseconds to 3 places, so its shortest form (orjson's) is
+        # these digits without trailing zeros: a third of the cost of a second float format.
+        number = latency.rstrip("0")
+        if number[-1] == ".":
+            number += "0"
+        return (
+            f'{{"time":"{self._time(created)}",{head}{latency} ms id={rid}{tail}",'
+            f'"request_id":"{rid}",{before},"latency_ms":{number},{after},'
+            f'"client":{client_json}}}\n'
+        )
+
+    def _client_json(self, client: str) -> str:
+        if len(self._clients) >= _MAX_ACCESS_PARTS:
+            self._clients.clear()
+        quoted = self._clients[client] = orjson.dumps(client).decode()
+        return quoted
+
+    def _parts_of(self, key: tuple[object, ...]) -> _AccessParts:
+        method, path, route, status, model, version, rows = key
+        message_head = _escaped(f"{method} {path} {status} ")
+        message_tail = _escaped("" if model is None else f" model={model} v{version} rows={rows}")
+        fields = {"method": method, "path": path, "route": route, "status": status}
+        more = {"model": model, "version": version, "rows": rows}
+        parts = (
+            f'"level":"info","logger":"{ACCESS_LOGGER}","message":"{message_head}',
+            message_tail,
+            orjson.dumps(fields, default=str).decode()[1:-1],
+            orjson.dumps(more, default=str).decode()[1:-1],
+        )
+        if len(self._access_parts) >= _MAX_ACCESS_PARTS:  # e.g. a scan of random paths
+            self._access_parts.clear()
+        self._access_parts[key] = parts
+        return parts
+
+
+_AccessParts = tuple[str, str, str, str]
+_MAX_ACCESS_PARTS = 1024
+"""Kinds of request (and client addresses) whose line parts are kept; then kept afresh."""
+
+
+def _escaped(text: str) -> str:
+    """``text`` as the inside of a JSON string, as orjson writes it."""
+    return orjson.dumps(text).decode()[1:-1]
 
 
 AccessEntry = tuple[str, str, str, str, int, float, str | None, int | None, int, str | None]
-"""One access line: request id, method, path, route, status, latency (ms), model, version,
-rows, client: a plain tuple, the cheapest thing to build on every request."""
+"""One access line: request id, method, path, route, status, latency (milliseconds, rounded to
+3 places), model, version, rows, client: a plain tuple, the cheapest thing to build on every
+request."""
 ACCESS_FIELDS = (
     "request_id", "method", "path", "route", "status", "latency_ms", "model", "version", "rows",
     "client",
@@ -152,33 +200,40 @@ def _static_attributes() -> dict[str, Any]:
     return {name: getattr(reference, name, None) for name in names}
 
 
-_AccessLine = tuple[float, AccessEntry]
-
-
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler that writes lines in batches instead of one write per record.
 
     At thousands of requests a second, one ``write`` + ``flush`` per access-log line is a
-    syscall per request. Lines are held until ``capacity`` of them are waiting, a record of
-    WARNING or above arrives (written at once, with everything before it), or ``flush()`` is
-    called: the app's lifespan calls it every second and at shutdown, and ``logging`` calls it
-    at exit. A process killed with SIGKILL can lose up to a second of INFO lines.
+    syscall per request. Each line is formatted when it is emitted (so the cost is spread
+    evenly over the requests, not paid for a whole batch by the request that fills it) and
+    held until ``capacity`` lines are waiting, a record of WARNING or above arrives (written at
+    once, with everything before it), or ``flush()`` is called: the app's lifespan calls it
+    every second and at shutdown, and ``logging`` calls it at exit. A process killed with
+    SIGKILL can lose up to a second of INFO lines.
     """
 
     def __init__(self, stream: Any = None, capacity: int = 256) -> None:
         super().__init__(stream)
         self.capacity = capacity
-        # Formatted lines, and access lines (see AccessLog) formatted only when written.
-        self.pending: list[str | _AccessLine] = []
+        self.pending: list[str] = []
 
-    def emit_access(self, line: _AccessLine) -> None:
-        """Queue an access line as data; it is formatted with the batch it is written in."""
+    def emit_access(self, created: float, entry: AccessEntry) -> None:
+        """Queue one access line, formatted straight from its data (see :class:`AccessLog`)."""
+        formatter = self.formatter
+        try:
+            if type(formatter) is JsonFormatter:
+                line = formatter.format_access(created, entry)
+            else:  # the formatter was replaced since the route was chosen
+                line = self.format(access_record(entry, created)) + self.terminator
+        except Exception:  # logging's contract: a bad record never raises into the caller
+            self.handleError(access_record(entry, created))
+            return
         self.pending.append(line)
         if len(self.pending) >= self.capacity:
             try:
                 self.flush()
             except Exception:
-                self.handleError(access_record(line[1], line[0]))
+                self.handleError(access_record(entry, created))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -198,24 +253,10 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             # Taken before writing: a stream that fails does not make the buffer grow.
             pending, self.pending = self.pending, []
             if pending:
-                self.stream.write("".join(self._render(pending)))
+                self.stream.write("".join(pending))
             super().flush()
         finally:
             self.release()
-
-    def _render(self, pending: list[str | _AccessLine]) -> list[str]:
-        formatter = self.formatter
-        lines: list[str] = []
-        for item in pending:
-            if isinstance(item, str):
-                lines.append(item)
-                continue
-            created, entry = item
-            if isinstance(formatter, JsonFormatter):
-                lines.append(formatter.format_access(created, entry))
-            else:  # the formatter was replaced since the line was queued
-                lines.append(self.format(access_record(entry, created)) + self.terminator)
-        return lines
 
 
 class AccessLog:
@@ -225,8 +266,8 @@ class AccessLog:
     filters, the formatter) against a predict that costs ~12 µs. When the records' only
     destination is modelserve's own :class:`BufferedStreamHandler` with the JSON formatter
     (what ``modelserve serve`` configures off a terminal) and no filter is on the way, each
-    request's line is queued there as data and formatted when its batch is written, byte for
-    byte the line ``logging`` would have made. Any other set-up (a handler or filter of the
+    request's line is formatted straight from its data (no LogRecord) and queued there, byte
+    for byte the line ``logging`` would have made. Any other set-up (a handler or filter of the
     user's, text lines, pytest's caplog) gets real LogRecords. The route is looked up again
     once a second, so a logging re-configuration takes effect within a second.
     """
@@ -243,7 +284,7 @@ class AccessLog:
             self._checked = created
         direct = self._direct
         if direct is not None:
-            direct.emit_access((created, entry))
+            direct.emit_access(created, entry)
         else:
             self.logger.handle(access_record(entry, created))
 
