@@ -109,6 +109,7 @@ def good_rows(count: int) -> list[list[str]]:
         (["1"] * 4 + ["nan"] + ["1"] * 5, "row 6, feature 'x4', is empty (or NaN)"),
         (["1"] * 4 + ["inf"] + ["1"] * 5, "row 6, feature 'x4', is Infinity (not allowed)"),
         (["1"] * 9, "row 6 has 9 values but the header has 10"),
+        (["1e308"] * 10, "row 6 gets a prediction that is not a finite number"),  # overflows
     ],
 )
 def test_a_bad_row_is_named_by_its_number_and_nothing_is_written(

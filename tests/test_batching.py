@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modelserve.batching import Batchers, MicroBatcher
-from modelserve.errors import UnsupportedOutputError
+from modelserve.errors import InvalidInputError, UnsupportedOutputError
 from modelserve.predictor import Batch, Predictor
 from modelserve.registry import ModelRegistry
 from modelserve.settings import Settings
@@ -107,6 +107,33 @@ def test_probabilities_go_only_to_the_requests_that_asked(forest_store: Path) ->
             assert result.classes is None
 
 
+def test_a_request_whose_prediction_overflows_fails_alone(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    publish_slow_model(store, "plain", delay=0.0)  # linear math through predict: batched
+    plain = ModelRegistry(Settings(store=store.root, allow_pickle=True)).load_predictor("plain")
+    assert plain.batchable
+    calls = Calls()
+    batcher = MicroBatcher(plain, max_rows=1024, observe=calls)
+    good = batches(2, 2)
+    huge = Batch(rows=np.array([ROW, [1e308] * 10]))  # finite input, infinite prediction
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            *(batcher.predict(b) for b in [good[0], huge, good[1]]), return_exceptions=True
+        )
+
+    first, error, second = asyncio.run(scenario())
+    assert calls.calls == [(3, 6)]  # one merged call
+    assert isinstance(error, InvalidInputError)
+    assert error.code == "prediction-not-finite"
+    assert [p.loc for p in error.problems] == [("instances", 1)]  # the request's own row
+    for batch, result in ((good[0], first), (good[1], second)):
+        # Same math, another matrix size: BLAS may sum in another order.
+        np.testing.assert_allclose(
+            result.predictions, plain.predict_batch(batch).predictions, rtol=1e-12
+        )
+
+
 def test_a_bad_request_fails_alone(forest_store: Path) -> None:
     forest = predictor(forest_store, "forest")
     batcher = MicroBatcher(forest, max_rows=1024)
@@ -132,7 +159,7 @@ def test_a_failing_call_fails_each_request_in_it(
     def broken(batch: Batch) -> Any:
         raise ValueError("the estimator broke")
 
-    monkeypatch.setattr(forest, "predict_batch", broken)
+    monkeypatch.setattr(forest, "predict_unchecked", broken)
     batcher = MicroBatcher(forest, max_rows=1024)
 
     async def scenario() -> list[Any]:

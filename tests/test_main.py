@@ -184,6 +184,23 @@ def test_nan_and_infinity(client: TestClient, literal: str) -> None:
     ]
 
 
+def test_a_prediction_that_overflows_is_an_error_not_a_null(client: TestClient) -> None:
+    # Finite input, so it passes validation; the linear model's answer overflows to infinity.
+    payload = {"instances": [ROW, [1e308] * 10, ROW]}
+    body = assert_problem(
+        client.post("/predict", json=payload),
+        422,
+        "prediction-not-finite",
+        detail_contains="row 1: model 'default' v1 predicts a value that is not a finite number",
+    )
+    assert [(e["loc"], e["type"]) for e in body["errors"]] == [
+        (["instances", 1], "prediction-not-finite")
+    ]
+    one = client.post("/predict", json={"instances": [[-1e308] * 10]})  # the one-row path
+    assert one.status_code == 422
+    assert one.json()["errors"][0]["loc"] == ["instances", 0]
+
+
 def test_field_level_errors_list_every_problem(client: TestClient) -> None:
     payload = {"instances": [ROW[:3], [*ROW[:9], None]]}
     body = assert_problem(client.post("/predict", json=payload), 422, "feature-count")

@@ -171,6 +171,11 @@ def test_binary_request_and_response(client: TestClient) -> None:
             422,
             "invalid inference request: inputs.0.datatype: Input should be a valid string",
         ),
+        (
+            infer_body([ROW, [1e308] * 10]),  # finite input, a prediction that overflows
+            422,
+            "row 1: model 'default' v1 predicts a value that is not a finite number",
+        ),
     ],
 )
 def test_infer_errors(client: TestClient, body: object, status: int, contains: str) -> None:

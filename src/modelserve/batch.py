@@ -104,7 +104,7 @@ def score_file(
             for table in _chunks(source, kind, features, chunk_rows):
                 matrix = _matrix(table, features, done)
                 batch = _validate(predictor, matrix, probabilities, done)
-                prediction = predictor.predict_batch(batch)
+                prediction = _predict(predictor, batch, done)
                 out = _output_table(prediction)
                 if writer is None:
                     options = pacsv.WriteOptions(quoting_style="needed")
@@ -227,6 +227,18 @@ def _validate(predictor: Predictor, matrix: np.ndarray, probabilities: bool, don
         if len(loc) == 3 and isinstance(loc[1], int) and isinstance(loc[2], int):
             row, feature = loc[1], predictor.feature_names[loc[2]]
             raise _row_error(done + row + 1, feature, "is Infinity (not allowed)") from exc
+        raise
+
+
+def _predict(predictor: Predictor, batch: Batch, done: int) -> Prediction:
+    try:
+        return predictor.predict_batch(batch)
+    except InvalidInputError as exc:
+        loc = exc.problems[0].loc if exc.problems else ()
+        if exc.code == "prediction-not-finite" and len(loc) == 2 and isinstance(loc[1], int):
+            raise _row_error(
+                done + loc[1] + 1, None, "gets a prediction that is not a finite number"
+            ) from exc
         raise
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 import numpy as np
 
+from modelserve.errors import ModelServeError
 from modelserve.predictor import Batch, Prediction, Predictor
 
 BatchObserver = Callable[[Predictor, int, int], None]
@@ -114,7 +115,7 @@ class MicroBatcher:
             return_probabilities=any(w.batch.return_probabilities for w in taken),
         )
         try:
-            prediction = await anyio.to_thread.run_sync(self.predictor.predict_batch, merged)
+            prediction = await anyio.to_thread.run_sync(self.predictor.predict_unchecked, merged)
         except Exception as exc:  # every request of the call gets the call's error
             for waiting in taken:
                 if not waiting.future.done():
@@ -125,9 +126,16 @@ class MicroBatcher:
         for waiting in taken:
             end = start + len(waiting.batch.rows)
             if not waiting.future.done():
+                predictions = prediction.predictions[start:end]
+                try:  # a request whose answer is not a number fails alone
+                    self.predictor.check_finite(predictions)
+                except ModelServeError as exc:
+                    waiting.future.set_exception(exc)
+                    start = end
+                    continue
                 waiting.future.set_result(
                     Prediction(
-                        predictions=prediction.predictions[start:end],
+                        predictions=predictions,
                         classes=prediction.classes if waiting.batch.return_probabilities else None,
                         probabilities=(
                             prediction.probabilities[start:end]

@@ -8,6 +8,7 @@ raises :class:`~modelserve.errors.InvalidInputError` with field-level problems.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,7 +309,40 @@ class Predictor:
             )
 
     def predict_batch(self, batch: Batch) -> Prediction:
-        """Predict an already validated batch."""
+        """Predict an already validated batch; refuse it if a prediction is not a number."""
+        prediction = self.predict_unchecked(batch)
+        self.check_finite(prediction.predictions)
+        return prediction
+
+    def check_finite(self, predictions: np.ndarray) -> None:
+        """Raise InvalidInputError when a regression answer is NaN or infinite.
+
+        Finite inputs far outside what the model was fit on (1e308 into a linear model) can
+        overflow; answering ``null`` with a 200 would hide it, so the rows are named instead.
+        """
+        if predictions.dtype.kind != "f":
+            return
+        if (
+            math.isfinite(predictions[0])
+            if predictions.shape == (1,)
+            else np.isfinite(predictions).all()
+        ):
+            return
+        bad = np.argwhere(~np.isfinite(predictions.reshape(len(predictions), -1)))
+        rows = sorted({int(row) for row, _ in bad})
+        problems = [
+            Problem(
+                ("instances", row),
+                f"row {row}: model {self.name!r} v{self.version} predicts a value that is not a "
+                "finite number (an input far outside the range the model was trained on?)",
+                "prediction-not-finite",
+            )
+            for row in rows[: self.max_problems]
+        ]
+        raise self._summarize(problems, len(rows))
+
+    def predict_unchecked(self, batch: Batch) -> Prediction:
+        """Predict an already validated batch, as the estimator answers (see predict_batch)."""
         self.check_outputs(batch)
         linear = self._linear
         if linear is not None:
