@@ -311,6 +311,7 @@ def serve_command(
         log_level=settings.log_level,
         log_config=log_config,
         access_log=False,  # modelserve's access log replaces uvicorn's
+        ws="none",  # no WebSocket routes: skips importing a WebSocket library at start
     )
 
 
@@ -339,6 +340,7 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
             log_level=settings.log_level,
             log_config=log_config,
             access_log=False,
+            ws="none",
         )
     finally:
         if owned is not None:
