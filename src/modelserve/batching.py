@@ -131,20 +131,21 @@ class MicroBatcher:
                     self.predictor.check_finite(predictions)
                 except ModelServeError as exc:
                     waiting.future.set_exception(exc)
-                    start = end
-                    continue
-                waiting.future.set_result(
-                    Prediction(
-                        predictions=predictions,
-                        classes=prediction.classes if waiting.batch.return_probabilities else None,
-                        probabilities=(
-                            prediction.probabilities[start:end]
-                            if waiting.batch.return_probabilities
-                            and prediction.probabilities is not None
-                            else None
-                        ),
+                else:
+                    waiting.future.set_result(
+                        Prediction(
+                            predictions=predictions,
+                            classes=(
+                                prediction.classes if waiting.batch.return_probabilities else None
+                            ),
+                            probabilities=(
+                                prediction.probabilities[start:end]
+                                if waiting.batch.return_probabilities
+                                and prediction.probabilities is not None
+                                else None
+                            ),
+                        )
                     )
-                )
             start = end
 
     def _observed(self, requests: int, rows: int) -> None:

@@ -71,7 +71,8 @@ class JsonFormatter(logging.Formatter):
         Requests of one kind (same method, path, status, model, version and rows) share all
         of their line but the time, latency, request id and client, so the rest is escaped
         once, by orjson, and kept; a line is then one f-string. Byte for byte equal to
-        :meth:`format`'s line (tested), at about a fifth of its cost.
+        :meth:`format`'s line (tested); ~12k instructions against ~22k for building the
+        line's dict and dumping it whole.
         """
         request_id, method, path, route, status, latency_ms, model, version, rows, client = entry
         key = (method, path, route, status, model, version, rows)
@@ -88,7 +89,7 @@ class JsonFormatter(logging.Formatter):
         rid = request_id if request_id.isalnum() else _escaped(request_id)
         latency = f"{latency_ms:.3f}"
         # The latency is in milliseconds to 3 places, so its shortest form (orjson's) is
-        # these digits without trailing zeros: a third of the cost of a second float format.
+        # these digits without trailing zeros: a quarter of the cost of a second float format.
         number = latency.rstrip("0")
         if number[-1] == ".":
             number += "0"
