@@ -7,12 +7,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
+from modelserve.fastpath import PROBES
 from modelserve.main import create_app
 from modelserve.observe import RequestInfo
 from modelserve.settings import Settings
@@ -163,3 +166,69 @@ def test_the_lane_itself_answers_tritonclients_binary_outputs(
     expected = full.post("/predict", json={"instances": [ROW, ROW]}).json()["predictions"]
     assert np.frombuffer(answer[header_length:], "<f8").tolist() == pytest.approx(expected)
     assert (info.api, info.rows) == ("v2", 2)
+
+
+@pytest.fixture
+def laned_and_plain(store_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
+    laned = create_app(Settings(store=store_path))
+    plain = create_app(Settings(store=store_path))
+    plain.fast_lane = None
+    with TestClient(laned) as laned_client, TestClient(plain) as plain_client:
+        yield laned_client, plain_client
+
+
+@pytest.mark.parametrize("path", sorted(PROBES))
+def test_probes_the_lane_answers_are_the_apps_answers(
+    laned_and_plain: tuple[TestClient, TestClient], path: str
+) -> None:
+    laned, plain = laned_and_plain
+    a, b = (client.get(path, headers={"X-Request-ID": "probe-1"}) for client in (laned, plain))
+    assert a.status_code == 200
+    assert (a.status_code, a.headers["content-type"], a.headers["x-request-id"], a.content) == (
+        b.status_code,
+        b.headers["content-type"],
+        b.headers["x-request-id"],
+        b.content,
+    )
+    assert a.headers["content-length"] == str(len(a.content))
+
+
+def test_the_lane_answers_probes_of_a_ready_server_without_the_app(store_path: Path) -> None:
+    async def unreachable(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError(f"{scope['path']} was handed on to the app")
+
+    async def no_body() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    with TestClient(create_app(Settings(store=store_path))) as client:
+        lane = client.app.fast_lane  # type: ignore[attr-defined]
+        for path in sorted(PROBES):
+            sent: list[Message] = []
+
+            async def send(message: Message) -> None:
+                sent.append(message)  # noqa: B023 - used before the loop moves on
+
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": path,
+                "headers": [],
+                "app": client.app,
+            }
+            anyio.run(lane.probe, scope, no_body, send, unreachable)
+            assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+            assert sent[0]["status"] == 200
+            assert sent[1]["body"] == client.get(path).content
+
+
+@pytest.mark.parametrize("path", sorted(PROBES))
+def test_probes_before_the_lifespan_are_answered_by_the_app(store_path: Path, path: str) -> None:
+    laned = create_app(Settings(store=store_path))
+    plain = create_app(Settings(store=store_path))
+    plain.fast_lane = None
+    answers = []
+    for app in (laned, plain):
+        client = TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan
+        answers.append(client.get(path))
+    a, b = answers
+    assert (a.status_code, a.content) == (b.status_code, b.content)

@@ -10,6 +10,11 @@ offload to a thread under the deadline), servers with an inference key or tracin
 arriving while the server is at its concurrency limit, and every request that fails in any way,
 which the app then answers with its usual error body. So the fast lane changes how fast a good
 answer comes, never what any answer is.
+
+The lane also answers the health probes (``GET``) of a server that is up and ready, from the
+same schema models the routes return: orchestrators probe every few seconds, even at full load,
+and the first probe after start-up would otherwise wait for FastAPI to finish building its
+routes on first use (~10-20 ms). A server that is not ready is answered by the app (a 503).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from modelserve.errors import ModelServeError
 from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
 from modelserve.problems import InFlight
 from modelserve.registry import ModelRegistry
+from modelserve.schemas import Liveness, Readiness
 from modelserve.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +50,11 @@ _Target = tuple[str, str | None, bool, str]
 _Answer = tuple[bytes, int | None]
 """A response body, and the length of its JSON header when binary tensors follow it."""
 _HEADER_LENGTH = oip.HEADER_LENGTH.lower().encode()
+# The probes' bodies when the server is up (and, for readiness, ready): what the routes return.
+_LIVE = Liveness().model_dump_json().encode()
+_V2_LIVE = orjson.dumps({"live": True})
+_V2_READY = orjson.dumps({"ready": True})
+PROBES = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 
 
 class FastLane:
@@ -107,6 +118,38 @@ class FastLane:
             in_flight.active -= 1
         scope[ARRIVED_KEY] = arrived
         await app(scope, _replay(body, complete, receive), send)
+
+    async def probe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Answer a ``GET`` of one of :data:`PROBES`; the app answers it when not ready."""
+        arrived = time.perf_counter()
+        path: str = scope["path"]
+        registry: ModelRegistry | None = getattr(scope["app"].state, "registry", None)
+        if registry is None:  # no lifespan (yet): the app says what is wrong
+            await app(scope, receive, send)
+            return
+        if path == "/health/live":
+            answer = _LIVE
+        elif path == "/v2/health/live":
+            answer = _V2_LIVE
+        elif not registry.ready:
+            await app(scope, receive, send)
+            return
+        elif path == "/health/ready":
+            answer = Readiness(models=registry.loaded_versions()).model_dump_json().encode()
+        else:
+            answer = _V2_READY
+        info = RequestInfo(request_id_of(scope["headers"]), route=path)
+        headers = [_JSON, (b"content-length", str(len(answer)).encode())]
+        observer = self.observer
+        if observer.request_id_header:
+            headers.append((b"x-request-id", info.request_id.encode()))
+        status = 500
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            status = 200
+            await send({"type": "http.response.body", "body": answer})
+        finally:
+            observer.record(scope, info, status, time.perf_counter() - arrived)
 
     def _answer(
         self, scope: Scope, body: bytes, target: _Target, info: RequestInfo

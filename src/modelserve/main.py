@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from modelserve import __version__
 from modelserve.batching import Batchers
 from modelserve.errors import StoreError
-from modelserve.fastpath import FastLane
+from modelserve.fastpath import PROBES, FastLane
 from modelserve.logs import flush_handlers
 from modelserve.metrics import Metrics
 from modelserve.observe import ObservabilityMiddleware, Observer
@@ -53,10 +53,16 @@ class ModelServeApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.fast_lane
-        if lane is not None and scope["type"] == "http" and scope["method"] == "POST":
-            scope["app"] = self
-            await lane(scope, receive, send, super().__call__)
-            return
+        if lane is not None and scope["type"] == "http":
+            method = scope["method"]
+            if method == "POST":
+                scope["app"] = self
+                await lane(scope, receive, send, super().__call__)
+                return
+            if method == "GET" and scope["path"] in PROBES:
+                scope["app"] = self
+                await lane.probe(scope, receive, send, super().__call__)
+                return
         await super().__call__(scope, receive, send)
 
 
