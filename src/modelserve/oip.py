@@ -19,11 +19,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 import orjson
 import simdjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
 from modelserve.errors import InvalidInputError, Loc, Problem
 from modelserve.manifest import Manifest
 from modelserve.predictor import Batch, Prediction, Predictor, json_parser
+from modelserve.schemas import WireModel
 
 INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
@@ -42,7 +43,7 @@ PLATFORM = "sklearn"
 # -- wire schemas (the documented contract of /v2) ----------------------------------------------
 
 
-class RequestInput(BaseModel):
+class RequestInput(WireModel):
     """One input tensor. ``data`` is flat or nested, row-major; absent when sent as binary."""
 
     name: str
@@ -52,14 +53,14 @@ class RequestInput(BaseModel):
     data: Any = None
 
 
-class RequestOutput(BaseModel):
+class RequestOutput(WireModel):
     """An output the client wants; ``parameters.binary_data`` asks for it in binary."""
 
     name: str
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class InferenceRequest(BaseModel):
+class InferenceRequest(WireModel):
     """A V2 inference request."""
 
     model_config = ConfigDict(
@@ -86,7 +87,7 @@ class InferenceRequest(BaseModel):
     outputs: list[RequestOutput] | None = None
 
 
-class ResponseOutput(BaseModel):
+class ResponseOutput(WireModel):
     name: str
     shape: list[int]
     datatype: str
@@ -94,20 +95,20 @@ class ResponseOutput(BaseModel):
     data: list[Any] | None = None
 
 
-class InferenceResponse(BaseModel):
+class InferenceResponse(WireModel):
     model_name: str
     model_version: str
     id: str | None = None
     outputs: list[ResponseOutput]
 
 
-class MetadataTensor(BaseModel):
+class MetadataTensor(WireModel):
     name: str
     datatype: str
     shape: list[int]
 
 
-class ModelMetadata(BaseModel):
+class ModelMetadata(WireModel):
     name: str
     versions: list[str]
     platform: str
@@ -115,24 +116,24 @@ class ModelMetadata(BaseModel):
     outputs: list[MetadataTensor]
 
 
-class ServerMetadata(BaseModel):
+class ServerMetadata(WireModel):
     name: str
     version: str
     extensions: list[str]
 
 
-class RepositoryIndexRequest(BaseModel):
+class RepositoryIndexRequest(WireModel):
     ready: StrictBool = False
 
 
-class RepositoryModel(BaseModel):
+class RepositoryModel(WireModel):
     name: str
     version: str | None = None
     state: Literal["READY", "UNAVAILABLE"]
     reason: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(WireModel):
     """Every /v2 failure: a non-200 status and this body, as the protocol requires."""
 
     error: str

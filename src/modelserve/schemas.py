@@ -37,7 +37,18 @@ ROW_MESSAGE = "each row must be an array of numbers or an object of feature: num
 _EXAMPLE_ROW: list[JsonValue] = [0.1, -1.2, 0.3, 0.0, 2.1, -0.5, 1.0, 0.7, -0.2, 0.4]
 
 
-class PredictRequest(BaseModel):
+class WireModel(BaseModel):
+    """Base of the bodies the HTTP API documents: each is built when first used, not at import.
+
+    Start-up then pays only for what it uses (FastAPI builds the models its routes declare); the
+    request bodies the fast lane reads without Pydantic and the error bodies are built when a
+    request first needs them (a few milliseconds, once).
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class PredictRequest(WireModel):
     """A batch of rows to predict (the generic shape; each model narrows it to its schema)."""
 
     model_config = ConfigDict(
@@ -65,7 +76,7 @@ class PredictRequest(BaseModel):
     )
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(WireModel):
     """Predictions for every row, in request order, and which model version made them."""
 
     model_name: str
@@ -77,14 +88,14 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = None
 
 
-class ReportLinks(BaseModel):
+class ReportLinks(WireModel):
     """Where a version's training report is served."""
 
     plot: str = Field(description="PNG: predicted vs actual, or the confusion matrix.")
     summary: str = Field(description="JSON: the held-out metrics (and confusion matrix).")
 
 
-class VersionSummary(BaseModel):
+class VersionSummary(WireModel):
     version: int
     created_at: datetime
     estimator: str
@@ -95,25 +106,25 @@ class VersionSummary(BaseModel):
     )
 
 
-class FailedVersion(BaseModel):
+class FailedVersion(WireModel):
     """A version in the store that the server refused to serve, and why."""
 
     version: int
     error: str
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(WireModel):
     name: str
     default_version: int | None = Field(description="Newest loaded version; null if none loaded.")
     versions: list[int] = Field(description="Loaded (verified) versions.")
     failed: list[FailedVersion] = Field(description="Versions refused at load, with the reason.")
 
 
-class ModelList(BaseModel):
+class ModelList(WireModel):
     models: list[ModelSummary]
 
 
-class ModelDetail(BaseModel):
+class ModelDetail(WireModel):
     """A model, its loaded versions, and the full manifest of the requested (or newest) one."""
 
     name: str
@@ -122,16 +133,16 @@ class ModelDetail(BaseModel):
     manifest: Manifest
 
 
-class Liveness(BaseModel):
+class Liveness(WireModel):
     status: Literal["alive"] = "alive"
 
 
-class Readiness(BaseModel):
+class Readiness(WireModel):
     status: Literal["ready"] = "ready"
     models: dict[str, list[int]]
 
 
-class ProblemItem(BaseModel):
+class ProblemItem(WireModel):
     """One field-level problem."""
 
     loc: list[str | int] = Field(description="Path to the offending value in the request.")
@@ -139,7 +150,7 @@ class ProblemItem(BaseModel):
     type: str
 
 
-class ProblemDetails(BaseModel):
+class ProblemDetails(WireModel):
     """An RFC 9457 problem document (media type ``application/problem+json``)."""
 
     type: str = Field(examples=["urn:modelserve:problem:feature-count"])
@@ -179,7 +190,8 @@ def request_model_for(manifest: Manifest, max_rows: int) -> type[BaseModel]:
     ]
     model: type[BaseModel] = create_model(
         f"PredictRequest_{manifest.name}_v{manifest.version}",
-        __config__=ConfigDict(extra="forbid"),
+        # Built on the first request the fast parse hands over, not when the model is loaded.
+        __config__=ConfigDict(extra="forbid", defer_build=True),
         instances=(list[row], Field(min_length=1, max_length=max_rows)),
         return_probabilities=(StrictBool, False),
     )
