@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from modelserve.errors import SigningKeyError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# cryptography (~15 ms to import) is imported by the functions that use a key, so a server
+# without a verify key, and every command without a signing key, starts without it.
 
 SIGNATURE_FILE = "manifest.sig"
 
 
 def generate_keys(directory: Path) -> tuple[Path, Path]:
     """Write a new key pair: ``signing-key.pem`` (private, mode 0600) and ``verify-key.pem``."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     key = Ed25519PrivateKey.generate()
     directory.mkdir(parents=True, exist_ok=True)
     private = directory / "signing-key.pem"
@@ -54,6 +65,11 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     try:
         key = serialization.load_pem_private_key(_read(path, "signing key"), password=None)
     except (ValueError, TypeError) as exc:
@@ -64,6 +80,11 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_verify_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     try:
         key = serialization.load_pem_public_key(_read(path, "verify key"))
     except (ValueError, TypeError) as exc:
@@ -79,6 +100,8 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
 
 
 def verify(key: Ed25519PublicKey, data: bytes, signature_file: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
     try:
         key.verify(base64.b64decode(signature_file.strip(), validate=True), data)
     except (InvalidSignature, ValueError):

@@ -15,10 +15,9 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from modelserve.errors import DatasetError, TrainingError, UnknownEstimatorError
 from modelserve.manifest import (
@@ -35,6 +34,9 @@ from modelserve.manifest import (
 from modelserve.predictor import linear_attachment
 from modelserve.report import build_report
 from modelserve.store import ManifestDraft, ModelStore, serialize, validate_model_name
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 logger = logging.getLogger(__name__)
 
