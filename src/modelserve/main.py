@@ -23,7 +23,7 @@ from modelserve.fastpath import PROBES, FastLane
 from modelserve.logs import flush_handlers
 from modelserve.metrics import Metrics
 from modelserve.observe import ObservabilityMiddleware, Observer
-from modelserve.oip import InferenceRequest
+from modelserve.oip import ErrorBody, InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
@@ -176,8 +176,8 @@ def _complete_openapi(app: FastAPI) -> None:
 
     Predict and infer routes read the raw body (each model validates it against a schema built
     from its own manifest; /v2 bodies may carry binary tensors), so the generic PredictRequest
-    and InferenceRequest are added here; so is ProblemDetails, which error responses reference
-    under ``application/problem+json``.
+    and InferenceRequest are added here; so are ProblemDetails and the /v2 ErrorBody, which
+    error responses reference (declared by reference, so no route builds a validator for them).
     """
 
     def openapi() -> dict[str, Any]:
@@ -191,7 +191,7 @@ def _complete_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PredictRequest, ProblemDetails, InferenceRequest):
+            for model in (PredictRequest, ProblemDetails, InferenceRequest, ErrorBody):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema

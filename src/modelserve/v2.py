@@ -27,7 +27,9 @@ from modelserve.predictor import Predictor
 from modelserve.registry import ModelRegistry
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-_ERROR = {"model": oip.ErrorBody}
+# A reference, not {"model": ErrorBody}: FastAPI would build a validator for every status of
+# every route (~100) only to document them; main._complete_openapi adds the schema once.
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _ERROR | {"description": "Body is not JSON"},
     401: _ERROR | {"description": "API key missing"},
