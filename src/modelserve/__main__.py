@@ -1,5 +1,5 @@
 """``python -m modelserve`` runs the command-line interface."""
 
-from modelserve.cli import main
+from modelserve.entry import main
 
 main()

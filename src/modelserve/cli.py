@@ -25,6 +25,7 @@ import typer
 from pydantic import ValidationError
 
 from modelserve import __version__
+from modelserve.entry import paused_gc
 from modelserve.errors import ModelServeError
 from modelserve.logs import logging_config
 from modelserve.metrics import MULTIPROC_ENV
@@ -255,9 +256,10 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve every model in the store over HTTP."""
-    import uvicorn  # noqa: PLC0415 - only this command needs the server
+    with paused_gc():  # see modelserve.entry
+        import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-    from modelserve.main import create_app  # noqa: PLC0415
+        from modelserve.main import create_app  # noqa: PLC0415
 
     settings = _settings(
         host=host,
@@ -304,8 +306,10 @@ def serve_command(
     if settings.workers > 1:
         _serve_workers(settings, log_config)
         return
+    with paused_gc():
+        served = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        served,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
