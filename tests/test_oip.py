@@ -655,3 +655,42 @@ def test_the_common_path_accepts_only_what_the_general_one_accepts(
         return
     event("common path taken")
     _assert_same_as_general(predictor, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(allow_nan=False, allow_infinity=False) | st.floats(width=32), max_size=20
+    ),
+    float32=st.booleans(),
+    request_id=st.none() | st.text(),
+    outputs=st.sampled_from(
+        [
+            [oip.RequestedOutput(oip.PREDICT, binary=False)],
+            [oip.RequestedOutput(oip.PREDICT, binary=True)],
+            [],
+        ]
+    ),
+)
+def test_the_common_json_answer_is_the_bytes_of_the_whole_document(
+    predictor: Predictor,
+    values: list[float],
+    float32: bool,
+    request_id: str | None,
+    outputs: list[oip.RequestedOutput],
+) -> None:
+    predictions = np.array(values, dtype=np.float32 if float32 else np.float64)
+    prediction = Prediction(predictions)
+    fast = oip.encode(predictor, prediction, request_id, outputs)
+    document = oip._encode_document(predictor, prediction, request_id, outputs)
+    assert (fast.body, fast.header_length, fast.rows) == (
+        document.body,
+        document.header_length,
+        document.rows,
+    )
+
+
+@given(name=st.text(), version=st.integers(min_value=1, max_value=2**62))
+def test_the_json_head_escapes_any_model_name(name: str, version: int) -> None:
+    head = oip._json_head(name, version)
+    assert head + b"}" == orjson.dumps({"model_name": name, "model_version": str(version)})
