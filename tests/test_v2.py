@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import httpx
@@ -311,6 +313,11 @@ def test_openapi_documents_v2(client: TestClient) -> None:
         "$ref": "#/components/schemas/ErrorBody"
     }
     assert "InferenceRequest" in document["components"]["schemas"]
+    assert document["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+    # Error responses are declared by reference: every reference must name a schema.
+    refs = re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(document))
+    assert "ErrorBody" in refs
+    assert set(refs) <= set(document["components"]["schemas"])
 
 
 @pytest.mark.parametrize("version", ["%C2%B3", "%D9%A3", "1.0", "-1"])
