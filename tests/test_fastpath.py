@@ -105,17 +105,24 @@ def test_an_inference_key_or_tracing_leaves_no_lane_in_front(store_path: Path) -
     assert create_app(Settings(store=store_path, tracing=True)).fast_lane is None
 
 
-def test_a_request_the_lane_fails_on_is_answered_by_the_app(store_path: Path) -> None:
-    # Without the lifespan there is no registry: the lane's lookup raises, and the request goes
-    # on to the app, which answers it exactly as it does with no lane at all.
+def no_lifespan(store_path: Path) -> tuple[TestClient, TestClient]:
+    """Clients of an app with the lane and one without, neither with its lifespan run."""
     laned = create_app(Settings(store=store_path))
     plain = create_app(Settings(store=store_path))
     plain.fast_lane = None
-    answers = []
-    for app in (laned, plain):
-        client = TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan
-        answers.append(client.post("/predict", json={"instances": [ROW]}))
-    a, b = answers
+    # No `with`: no lifespan, so no registry.
+    return (
+        TestClient(laned, raise_server_exceptions=False),
+        TestClient(plain, raise_server_exceptions=False),
+    )
+
+
+def test_a_request_the_lane_fails_on_is_answered_by_the_app(store_path: Path) -> None:
+    # Without the lifespan there is no registry: the lane's lookup raises, and the request goes
+    # on to the app, which answers it exactly as it does with no lane at all.
+    a, b = (
+        client.post("/predict", json={"instances": [ROW]}) for client in no_lifespan(store_path)
+    )
     assert a.status_code == b.status_code == 500
     assert a.json() == b.json()
     assert a.json()["type"] == "urn:modelserve:problem:internal-error"
@@ -223,12 +230,5 @@ def test_the_lane_answers_probes_of_a_ready_server_without_the_app(store_path: P
 
 @pytest.mark.parametrize("path", sorted(PROBES))
 def test_probes_before_the_lifespan_are_answered_by_the_app(store_path: Path, path: str) -> None:
-    laned = create_app(Settings(store=store_path))
-    plain = create_app(Settings(store=store_path))
-    plain.fast_lane = None
-    answers = []
-    for app in (laned, plain):
-        client = TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan
-        answers.append(client.get(path))
-    a, b = answers
+    a, b = (client.get(path) for client in no_lifespan(store_path))
     assert (a.status_code, a.content) == (b.status_code, b.content)
