@@ -6,6 +6,7 @@ Every command calls the same core functions the HTTP app uses; settings come fro
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -44,6 +45,7 @@ from modelserve.train_model import (
 )
 
 if TYPE_CHECKING:
+    import uvicorn
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from rich.console import Console
 
@@ -259,7 +261,8 @@ def serve_command(
     with paused_gc():  # see modelserve.entry
         import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-        from modelserve.main import create_app  # noqa: PLC0415
+        from modelserve.runtime import Runtime  # noqa: PLC0415
+        from modelserve.staged import StagedApp  # noqa: PLC0415
 
     settings = _settings(
         host=host,
@@ -306,10 +309,12 @@ def serve_command(
     if settings.workers > 1:
         _serve_workers(settings, log_config)
         return
+    # Listening starts with the fast lane once the models are loaded; the FastAPI app is built
+    # in the background and answers everything else (modelserve.staged).
     with paused_gc():
-        served = create_app(settings)
-    uvicorn.run(
-        served,
+        staged = StagedApp(Runtime(settings), on_failure=lambda: _stop(server))
+    config = uvicorn.Config(
+        staged,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -317,6 +322,13 @@ def serve_command(
         access_log=False,  # modelserve's access log replaces uvicorn's
         ws="none",  # no WebSocket routes: skips importing a WebSocket library at start
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if staged.failed:
+        _fail("the server stopped: it could not build its HTTP app (traceback above)")
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's own exit status when start-up fails
 
 
 def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
@@ -607,6 +619,11 @@ def _root(
     if version:
         typer.echo(f"modelserve {__version__}")
         raise typer.Exit
+
+
+def _stop(server: uvicorn.Server) -> None:
+    """Ask ``server`` to shut down gracefully (from any thread: its loop polls the flag)."""
+    server.should_exit = True
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:

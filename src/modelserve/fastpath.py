@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import Protocol
 
 import orjson
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import oip
 from modelserve.errors import ModelServeError
 from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
-from modelserve.problems import InFlight
 from modelserve.registry import ModelRegistry
 from modelserve.schemas import Liveness, Readiness
 from modelserve.settings import Settings
@@ -58,6 +59,26 @@ _V2_READY = orjson.dumps({"ready": True})
 PROBES = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 
 
+class Owner(Protocol):
+    """The app a request is addressed to: its ``state`` holds the registry, once started."""
+
+    state: State
+
+
+class InFlight:
+    """How many requests are being served, against the limit; shared with the fast lane."""
+
+    __slots__ = ("active", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+
 class FastLane:
     """Answer small good predict/infer requests directly; pass everything else to the app."""
 
@@ -68,6 +89,26 @@ class FastLane:
         self.micro_batching = settings.micro_batching
         self.observer = observer
         self.in_flight = in_flight
+
+    async def serve(
+        self, owner: Owner, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+    ) -> None:
+        """Answer a request to ``owner`` in the lane, or hand it to ``app``.
+
+        ``POST`` requests and ``GET`` probes come to the lane; everything else, and whatever the
+        lane does not answer, goes to ``app``.
+        """
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "POST":
+                scope["app"] = owner
+                await self(scope, receive, send, app)
+                return
+            if method == "GET" and scope["path"] in PROBES:
+                scope["app"] = owner
+                await self.probe(scope, receive, send, app)
+                return
+        await app(scope, receive, send)
 
     def target(self, path: str) -> _Target | None:
         """Model name, version, whether it is /v2, and the route template; None: not ours."""

@@ -6,44 +6,27 @@ loaded in the lifespan, never at import time.
 
 from __future__ import annotations
 
-import gc
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.batching import Batchers
-from modelserve.errors import StoreError
-from modelserve.fastpath import PROBES, FastLane
-from modelserve.logs import flush_handlers
-from modelserve.metrics import Metrics
-from modelserve.observe import ObservabilityMiddleware, Observer
+from modelserve.fastpath import FastLane
+from modelserve.observe import ObservabilityMiddleware
 from modelserve.oip import ErrorBody, InferenceRequest
 from modelserve.problems import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
-    InFlight,
     install_error_handlers,
 )
-from modelserve.registry import ModelRegistry
 from modelserve.routes import metrics_router, router
+from modelserve.runtime import PROBE_PATHS, Runtime
 from modelserve.schemas import PredictRequest, ProblemDetails
 from modelserve.settings import Settings
 from modelserve.v2 import router as v2_router
-
-logger = logging.getLogger(__name__)
-
-FLUSH_SECONDS = 1.0
-
-# Probed by orchestrators and scrapers: never shed under load, not logged unless asked.
-PROBE_PATHS = frozenset(
-    {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics"}
-)
 
 
 class ModelServeApp(FastAPI):
@@ -53,52 +36,28 @@ class ModelServeApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.fast_lane
-        if lane is not None and scope["type"] == "http":
-            method = scope["method"]
-            if method == "POST":
-                scope["app"] = self
-                await lane(scope, receive, send, super().__call__)
-                return
-            if method == "GET" and scope["path"] in PROBES:
-                scope["app"] = self
-                await lane.probe(scope, receive, send, super().__call__)
-                return
+        if lane is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await lane.serve(self, scope, receive, send, self.stack)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The whole app behind the fast lane: middleware, routes, error handlers."""
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> ModelServeApp:
-    """Build the app for ``settings`` (from the environment when None)."""
-    settings = settings if settings is not None else Settings()
-    metrics = Metrics()
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ModelServeApp:
+    """Build the app for ``settings`` (from the environment when None).
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings, events=metrics, defer_estimators=True)
-        problem = registry.store.problem()
-        if problem is not None:
-            raise StoreError(problem)
-        # Verifying and deserializing is blocking file and CPU work: keep it off the loop.
-        await anyio.to_thread.run_sync(registry.load_all)
-        app.state.registry = registry
-        loaded = registry.loaded_versions()
-        if loaded:
-            logger.info("serving %s from %s", loaded, settings.store)
-        if not registry.ready:
-            logger.warning("not ready: %s", registry.not_ready_reason())
-        # Everything alive now (libraries, models) lives as long as the server: keep it out of
-        # the cyclic collector's way, so a large batch's short-lived lists do not make every
-        # full collection walk the whole heap.
-        gc.freeze()
-        async with anyio.create_task_group() as tasks:
-            if settings.poll_interval > 0:
-                tasks.start_soon(_watch_store, registry, settings.poll_interval)
-            tasks.start_soon(_flush_every_second, metrics)
-            tasks.start_soon(_freeze_when_confirmed, registry)
-            yield
-            tasks.cancel_scope.cancel()
-        metrics.flush()
-        flush_handlers()
-
+    ``runtime`` is the server's state when it already has one (``modelserve serve`` listens with
+    it before the app is built); the app then shares its state and runs no lifespan of its own.
+    """
+    if runtime is None:
+        runtime = Runtime(settings if settings is not None else Settings())
+        lifespan = _lifespan(runtime)
+    else:
+        lifespan = None
+    settings = runtime.settings
     app = ModelServeApp(
         title="modelserve",
         version=__version__,
@@ -111,64 +70,27 @@ def create_app(settings: Settings | None = None) -> ModelServeApp:
         # once opentelemetry is installed); metrics are ours (Prometheus), tracing is opt-in.
         telemetry={"tracing": settings.tracing, "metrics": False, "logs": False},
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.batchers = Batchers(
-        enabled=settings.micro_batching,
-        max_rows=settings.batch_max_rows,
-        max_wait=settings.batch_max_wait_ms / 1000,
-        observe=lambda predictor, requests, rows: metrics.batch(
-            predictor.name, predictor.version, requests, rows
-        ),
-    )
+    app.state = runtime.state
     app.include_router(router)
     if settings.metrics:
         app.include_router(metrics_router)
     app.include_router(v2_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    in_flight = InFlight(settings.max_concurrent_requests)
     # Added last, so outermost: excess load is shed before any body is read.
-    app.add_middleware(ConcurrencyLimitMiddleware, in_flight=in_flight, exempt=PROBE_PATHS)
-    observer = Observer(
-        metrics,
-        access_log=settings.access_log,
-        log_health=settings.log_health,
-        health_paths=PROBE_PATHS,
-        request_id_header=settings.request_id_header,
-    )
+    app.add_middleware(ConcurrencyLimitMiddleware, in_flight=runtime.in_flight, exempt=PROBE_PATHS)
     # Outermost of all: every request gets an id, a log line and its metrics, shed ones too.
-    app.add_middleware(ObservabilityMiddleware, observer=observer)
-    if settings.inference_api_key is None and not settings.tracing:
-        # In front of everything, with the same observer and concurrency count (fastpath.py).
-        app.fast_lane = FastLane(settings, observer, in_flight)
+    app.add_middleware(ObservabilityMiddleware, observer=runtime.observer)
+    app.fast_lane = runtime.lane
     _complete_openapi(app)
     return app
 
 
-async def _watch_store(registry: ModelRegistry, interval: float) -> None:
-    """Poll the store and bring the registry in step; a failed scan is logged, never fatal."""
-    while True:
-        await anyio.sleep(interval)
-        try:
-            await anyio.to_thread.run_sync(registry.sync)
-        except Exception:
-            logger.exception("scanning the store failed; retrying in %.1f s", interval)
+def _lifespan(runtime: Runtime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    def lifespan(app: FastAPI) -> AbstractAsyncContextManager[None]:
+        return runtime.lifespan()
 
-
-async def _freeze_when_confirmed(registry: ModelRegistry) -> None:
-    """Freeze again once the deferred estimators (and scikit-learn with them) are loaded."""
-    while not registry.all_confirmed:
-        await anyio.sleep(0.25)
-    gc.freeze()
-
-
-async def _flush_every_second(metrics: Metrics) -> None:
-    """Publish pending request counts (other workers read them from files) and log lines."""
-    while True:
-        await anyio.sleep(FLUSH_SECONDS)
-        metrics.flush()
-        flush_handlers()
+    return lifespan
 
 
 def _complete_openapi(app: FastAPI) -> None:

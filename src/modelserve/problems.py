@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +38,11 @@ from modelserve.errors import (
     VersionNotFoundError,
 )
 from modelserve.schemas import ProblemDetails
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from modelserve.fastpath import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +135,10 @@ def error_response(
 
 def _describe_error(request: Request, exc: Exception) -> Response:
     """Turn any exception that reached the app's edge into a problem+json response."""
+    # Imported here: the app that installed this handler has imported FastAPI already, and the
+    # server starts listening before that (modelserve.staged), with this module loaded.
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
+
     path = request.url.path
     if isinstance(exc, ModelServeError):
         status = status_for(exc)
@@ -175,6 +183,8 @@ async def _error_handler(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error the app can raise through the problem+json table."""
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - see _describe_error
+
     for cls in (ModelServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(cls, _error_handler)
 
@@ -222,20 +232,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-class InFlight:
-    """How many requests are being served, against the limit; shared with the fast lane."""
-
-    __slots__ = ("active", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    @property
-    def full(self) -> bool:
-        return self.active >= self.limit
 
 
 class ConcurrencyLimitMiddleware:

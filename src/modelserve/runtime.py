@@ -1,0 +1,128 @@
+"""What one serving process holds besides its routes, and its lifespan.
+
+A :class:`Runtime` is built from the settings: the metrics, the micro-batchers, the count of
+requests in flight, the observer (request ids, metrics, access lines), the fast lane, and the
+shared ``state`` the routes read (``request.app.state``). Its :meth:`Runtime.lifespan` loads
+the registry and runs the background tasks (store watcher, metrics flush).
+
+Nothing here imports FastAPI: ``modelserve serve`` starts listening with a runtime and its fast
+lane while the FastAPI app is still being built (:mod:`modelserve.staged`);
+:func:`modelserve.main.create_app` builds the app over the same runtime.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from starlette.datastructures import State
+
+from modelserve.batching import Batchers
+from modelserve.errors import StoreError
+from modelserve.fastpath import FastLane, InFlight
+from modelserve.logs import flush_handlers
+from modelserve.metrics import Metrics
+from modelserve.observe import Observer
+from modelserve.registry import ModelRegistry
+from modelserve.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+# Probed by orchestrators and scrapers: never shed under load, not logged unless asked.
+PROBE_PATHS = frozenset(
+    {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics"}
+)
+
+
+class Runtime:
+    """The settings, metrics, batchers, concurrency count, observer and fast lane of a server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = metrics = Metrics()
+        self.batchers = Batchers(
+            enabled=settings.micro_batching,
+            max_rows=settings.batch_max_rows,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            observe=lambda predictor, requests, rows: metrics.batch(
+                predictor.name, predictor.version, requests, rows
+            ),
+        )
+        self.in_flight = InFlight(settings.max_concurrent_requests)
+        self.observer = Observer(
+            metrics,
+            access_log=settings.access_log,
+            log_health=settings.log_health,
+            health_paths=PROBE_PATHS,
+            request_id_header=settings.request_id_header,
+        )
+        # In front of everything, with the same observer and concurrency count (fastpath.py);
+        # not with an inference key or tracing, which only the full stack applies.
+        self.lane: FastLane | None = None
+        if settings.inference_api_key is None and not settings.tracing:
+            self.lane = FastLane(settings, self.observer, self.in_flight)
+        # What the routes read as ``request.app.state``; ``registry`` is added by the lifespan.
+        self.state = State()
+        self.state.settings = settings
+        self.state.metrics = metrics
+        self.state.batchers = self.batchers
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Load every model in the store, then run the background tasks until shutdown."""
+        settings, metrics = self.settings, self.metrics
+        registry = ModelRegistry(settings, events=metrics, defer_estimators=True)
+        problem = registry.store.problem()
+        if problem is not None:
+            raise StoreError(problem)
+        # Verifying and deserializing is blocking file and CPU work: keep it off the loop.
+        await anyio.to_thread.run_sync(registry.load_all)
+        self.state.registry = registry
+        loaded = registry.loaded_versions()
+        if loaded:
+            logger.info("serving %s from %s", loaded, settings.store)
+        if not registry.ready:
+            logger.warning("not ready: %s", registry.not_ready_reason())
+        # Everything alive now (libraries, models) lives as long as the server: keep it out of
+        # the cyclic collector's way, so a large batch's short-lived lists do not make every
+        # full collection walk the whole heap.
+        gc.freeze()
+        async with anyio.create_task_group() as tasks:
+            if settings.poll_interval > 0:
+                tasks.start_soon(_watch_store, registry, settings.poll_interval)
+            tasks.start_soon(_flush_every_second, metrics)
+            tasks.start_soon(_freeze_when_confirmed, registry)
+            yield
+            tasks.cancel_scope.cancel()
+        metrics.flush()
+        flush_handlers()
+
+
+async def _watch_store(registry: ModelRegistry, interval: float) -> None:
+    """Poll the store and bring the registry in step; a failed scan is logged, never fatal."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(registry.sync)
+        except Exception:
+            logger.exception("scanning the store failed; retrying in %.1f s", interval)
+
+
+async def _freeze_when_confirmed(registry: ModelRegistry) -> None:
+    """Freeze again once the deferred estimators (and scikit-learn with them) are loaded."""
+    while not registry.all_confirmed:
+        await anyio.sleep(0.25)
+    gc.freeze()
+
+
+async def _flush_every_second(metrics: Metrics) -> None:
+    """Publish pending request counts (other workers read them from files) and log lines."""
+    while True:
+        await anyio.sleep(FLUSH_SECONDS)
+        metrics.flush()
+        flush_handlers()
