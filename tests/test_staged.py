@@ -100,7 +100,7 @@ def test_the_lane_answers_predictions_and_probes_before_the_app_is_built(
 
 
 def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
-    settings: Settings,
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     gate = threading.Event()
     staged = StagedApp(Runtime(settings), build=gated(gate))
@@ -117,6 +117,7 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
     ]
     answers: dict[str, httpx.Response] = {}
     with (
+        caplog.at_level(logging.INFO, logger="modelserve.access"),
         serving(staged) as (base, _),
         TestClient(create_app(settings), raise_server_exceptions=False) as plain,
     ):
@@ -135,6 +136,7 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
             gate.set()
         for thread in threads:
             thread.join(30)
+        held = [r.fields for r in caplog.records if r.name == "modelserve.access"]  # type: ignore[attr-defined]
         for method, path, body in requests:
             expected = plain.request(method, path, json=body)
             answer = answers[path]
@@ -143,6 +145,9 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
             assert answer.json() == expected.json(), path
     assert_problem(answers["/predict"], 422, "feature-count", detail_contains="takes 10 features")
     assert len(answers["/v1/models/clf/predict"].json()["probabilities"]) == 1
+    # The time held counts in each request's latency, as any queueing does.
+    assert sorted(f["path"] for f in held) == sorted(path for _, path, _ in requests)
+    assert all(f["latency_ms"] >= 200 for f in held), held  # held 0.5 s after being sent
 
 
 def test_a_failed_build_is_logged_answers_503_everywhere_and_asks_to_stop(

@@ -20,6 +20,7 @@ too) and ``on_failure`` is called (``modelserve serve`` stops the server and exi
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.entry import paused_gc
+from modelserve.observe import ARRIVED_KEY
 from modelserve.problems import error_response
 from modelserve.runtime import Runtime
 
@@ -77,6 +79,8 @@ class StagedApp:
     async def _full(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The full app, once it is built; a 503 if building it failed."""
         if self.app is None and not self.failed:
+            # The wait counts in the request's latency (metrics, access line), as queueing does.
+            scope.setdefault(ARRIVED_KEY, time.perf_counter())
             if self._built is None:  # run without the lifespan protocol: build it here
                 self._build_now()
             else:
