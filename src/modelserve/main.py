@@ -46,11 +46,14 @@ class ModelServeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ModelServeApp:
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None
+) -> ModelServeApp:
     """Build the app for ``settings`` (from the environment when None).
 
     ``runtime`` is the server's state when it already has one (``modelserve serve`` listens with
-    it before the app is built); the app then shares its state and runs no lifespan of its own.
+    it before the app is built, :mod:`modelserve.staged`); the app then takes the settings from
+    it, shares its state and runs no lifespan of its own.
     """
     if runtime is None:
         runtime = Runtime(settings if settings is not None else Settings())
