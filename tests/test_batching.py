@@ -241,10 +241,7 @@ def test_a_real_server_merges_concurrent_requests(tmp_path: Path, batching: bool
     flags = ["--allow-pickle", "--log-level", "warning"]
     env = {"MODELSERVE_MICRO_BATCHING": str(batching).lower()}
     command = serve_command(store.root, port, *flags)
-    # Wait for a route only the FastAPI app answers: requests sent while it is still being built
-    # (modelserve.staged) are held and released together, which would merge all 16 in one call.
-    log = tmp_path / "s.log"
-    with running_server(command, port=port, log=log, env=env, wait_for="/v1/models") as base:
+    with running_server(command, port=port, log=tmp_path / "s.log", env=env) as base:
         responses = _fire(base, 16)
         samples = scrape(httpx.get(base + "/metrics").text)
     for i, response in enumerate(responses):
