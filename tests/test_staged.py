@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.runtime import Runtime
 from modelserve.settings import Settings
-from modelserve.staged import UNAVAILABLE, Build, StagedApp, build_app
+from modelserve.staged import UNAVAILABLE, Build, StagedApp, build_app, create_staged_app
 from tests.helpers import ROW, assert_problem, free_port, serve_command
 
 V2 = {"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP64", "data": ROW}]}
@@ -203,3 +203,17 @@ def test_serve_exits_1_with_the_traceback_when_the_app_cannot_be_built(
     assert "building the HTTP app failed" in done.stderr
     assert "RuntimeError: boom" in done.stderr
     assert "could not build its HTTP app" in done.stderr
+
+
+def test_each_worker_builds_its_staged_app_from_the_environment(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --workers N` hands uvicorn this factory; every worker serves MODELSERVE_STORE."""
+    monkeypatch.setenv("MODELSERVE_STORE", str(store_path))
+    staged = create_staged_app()
+    assert staged.runtime.settings.store == store_path
+    assert staged.on_failure is None  # a failed worker answers 503 instead of restarting
+    with serving(staged) as (base, _):
+        answer = httpx.post(base + "/predict", json={"instances": [ROW]})
+        assert answer.status_code == 200, answer.text
+        assert httpx.get(base + "/v1/models").status_code == 200  # the built app's route

@@ -335,9 +335,10 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
     """Run ``settings.workers`` processes on one port.
 
     Each worker builds its own app from the environment: its own registry, store watcher and
-    readiness, exactly as a single-process server. Metrics go to a fresh multiprocess
-    directory (unless PROMETHEUS_MULTIPROC_DIR names one), so a scrape on any worker reports
-    the whole server's totals; it is removed when the server stops.
+    readiness, exactly as a single-process server (listening before its FastAPI app is built).
+    Metrics go to a fresh multiprocess directory (unless PROMETHEUS_MULTIPROC_DIR names one),
+    so a scrape on any worker reports the whole server's totals; it is removed when the server
+    stops.
     """
     import uvicorn  # noqa: PLC0415
 
@@ -348,7 +349,7 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
         os.environ[MULTIPROC_ENV] = owned
     try:
         uvicorn.run(
-            "modelserve.main:create_app",
+            "modelserve.staged:create_staged_app",
             factory=True,
             workers=settings.workers,
             host=settings.host,

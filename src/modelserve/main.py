@@ -1,7 +1,7 @@
-"""The HTTP layer: the app factory, its lifespan, and the module-level ``app`` for uvicorn.
+"""The HTTP layer: the app factory and the module-level ``app`` for uvicorn.
 
 ``uvicorn modelserve.main:app`` serves the store named by ``MODELSERVE_STORE``; models are
-loaded in the lifespan, never at import time.
+loaded in the lifespan (:meth:`modelserve.runtime.Runtime.lifespan`), never at import time.
 """
 
 from __future__ import annotations

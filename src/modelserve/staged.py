@@ -32,6 +32,7 @@ from modelserve.entry import paused_gc
 from modelserve.observe import ARRIVED_KEY
 from modelserve.problems import error_response
 from modelserve.runtime import Runtime
+from modelserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,15 @@ def build_app(runtime: Runtime) -> ASGIApp:
     from modelserve.main import create_app  # noqa: PLC0415 - the point: after listening
 
     return create_app(runtime=runtime).stack
+
+
+def create_staged_app() -> StagedApp:
+    """uvicorn's factory for ``serve --workers N``: each worker, from ``MODELSERVE_*``.
+
+    A worker whose build fails answers 503 to everything (readiness too) rather than exiting,
+    which its supervisor would answer by starting it again, failing the same way.
+    """
+    return StagedApp(Runtime(Settings()))
 
 
 class StagedApp:
