@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -136,7 +137,11 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
             gate.set()
         for thread in threads:
             thread.join(30)
-        held = [r.fields for r in caplog.records if r.name == "modelserve.access"]  # type: ignore[attr-defined]
+        # A request's access line is written just after its last byte is sent: wait for all 4.
+        deadline = time.monotonic() + 10
+        while len(_access_lines(caplog)) < len(requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = _access_lines(caplog)
         for method, path, body in requests:
             expected = plain.request(method, path, json=body)
             answer = answers[path]
@@ -148,6 +153,10 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
     # The time held counts in each request's latency, as any queueing does.
     assert sorted(f["path"] for f in held) == sorted(path for _, path, _ in requests)
     assert all(f["latency_ms"] >= 200 for f in held), held  # held 0.5 s after being sent
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.fields for r in caplog.records if r.name == "modelserve.access"]  # type: ignore[attr-defined]
 
 
 def test_a_failed_build_is_logged_answers_503_everywhere_and_asks_to_stop(

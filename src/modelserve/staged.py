@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 Build = Callable[[Runtime], ASGIApp]
 """Builds the full app over a runtime; returns what to call for requests the lane passes on."""
 
-UNAVAILABLE = "the server could not build its HTTP app (see the server log); it is stopping"
+UNAVAILABLE = "the server could not build its HTTP app (see the server log)"
 
 
 def build_app(runtime: Runtime) -> ASGIApp:
