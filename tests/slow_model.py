@@ -28,11 +28,25 @@ class SlowRegressor:
         return self.inner.predict(X)
 
 
-def publish_slow_model(store: ModelStore, name: str, delay: float) -> None:
+class FailingRegressor(SlowRegressor):
+    """Raises a plain RuntimeError (no modelserve error) for a row whose first value is 13."""
+
+    def predict(self, X: Any) -> Any:
+        if X[0][0] == FAILING_VALUE:
+            raise RuntimeError("the model failed")
+        return self.inner.predict(X)
+
+
+FAILING_VALUE = 13.0
+
+
+def publish_slow_model(
+    store: ModelStore, name: str, delay: float, model_class: type[SlowRegressor] = SlowRegressor
+) -> None:
     """Publish `name` v1: a 10-feature linear model whose predict sleeps ``delay`` seconds."""
     train(TrainConfig(name=name, samples=100, format="pickle"), store)
     inner = store.load(name, 1, LoadPolicy(allow_pickle=True)).estimator
-    payload = pickle.dumps(SlowRegressor(inner, delay))
+    payload = pickle.dumps(model_class(inner, delay))
     directory = store.version_dir(name, 1)
     (directory / "model.pkl").write_bytes(payload)
     manifest = json.loads((directory / "manifest.json").read_text())

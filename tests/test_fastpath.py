@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from modelserve.observe import RequestInfo
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
-from tests.slow_model import publish_slow_model
+from tests.slow_model import FAILING_VALUE, FailingRegressor, publish_slow_model
 
 V2 = {"inputs": [{"name": "input", "shape": [2, 10], "datatype": "FP64", "data": ROW * 2}]}
 REQUESTS = [
@@ -118,14 +119,49 @@ def no_lifespan(store_path: Path) -> tuple[TestClient, TestClient]:
 
 
 def test_a_request_the_lane_fails_on_is_answered_by_the_app(store_path: Path) -> None:
-    # Without the lifespan there is no registry: the lane's lookup raises, and the request goes
-    # on to the app, which answers it exactly as it does with no lane at all.
+    # Without the lifespan the lane has no registry: the request goes on to the app, which
+    # answers it exactly as it does with no lane at all.
     a, b = (
         client.post("/predict", json={"instances": [ROW]}) for client in no_lifespan(store_path)
     )
     assert a.status_code == b.status_code == 500
     assert a.json() == b.json()
     assert a.json()["type"] == "urn:modelserve:problem:internal-error"
+
+
+def test_a_model_failing_in_the_lane_is_answered_by_the_app(
+    store: ModelStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without micro-batching the lane predicts this model itself; its RuntimeError is no
+    # modelserve error, so the lane hands the request on and the app renders the 500.
+    publish_slow_model(store, "failing", delay=0.0, model_class=FailingRegressor)
+    settings = Settings(store=store.root, allow_pickle=True, micro_batching=False)
+    laned, plain = create_app(settings), create_app(settings)
+    plain.fast_lane = None
+    bad = {"instances": [[FAILING_VALUE, *ROW[1:]]]}
+    with (
+        TestClient(laned, raise_server_exceptions=False) as a,
+        TestClient(plain, raise_server_exceptions=False) as b,
+    ):
+        assert laned.fast_lane is not None
+        assert laned.fast_lane.registry is not None
+        good = [
+            client.post("/v1/models/failing/predict", json={"instances": [ROW]})
+            for client in (a, b)
+        ]
+        assert good[0].status_code == good[1].status_code == 200
+        assert good[0].json() == good[1].json()
+        with caplog.at_level(logging.DEBUG, logger="modelserve.fastpath"):
+            failed = [client.post("/v1/models/failing/predict", json=bad) for client in (a, b)]
+    handed_on = [r for r in caplog.records if r.name == "modelserve.fastpath"]
+    assert [r.getMessage() for r in handed_on] == [
+        "the fast lane handed a request on after an error"
+    ]
+    assert handed_on[0].exc_info is not None
+    assert str(handed_on[0].exc_info[1]) == "the model failed"
+    assert failed[0].status_code == failed[1].status_code == 500
+    assert_problem(failed[0], 500, "internal-error")
+    assert failed[0].json() == failed[1].json()
 
 
 def test_the_lane_sheds_load_at_the_shared_concurrency_limit(
@@ -165,7 +201,8 @@ def test_the_lane_itself_answers_tritonclients_binary_outputs(
     body = orjson.dumps({**V2, "parameters": {"binary_data_output": True}})
     target = lane.target("/v2/models/default/infer")
     info = RequestInfo("")
-    answered = lane._answer({"app": fast.app}, body, target, info)
+    assert lane.registry is fast.app.state.registry  # the lifespan gave the lane the models
+    answered = lane._answer(lane.registry, body, target, info)
     assert answered is not None  # not handed on to the app
     answer, header_length = answered
     header = orjson.loads(answer[:header_length])

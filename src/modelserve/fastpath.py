@@ -49,6 +49,8 @@ _TEMPLATES = {
     (True, True): "/v2/models/{name}/versions/{version}/infer",
 }
 _Target = tuple[str, str | None, bool, str]
+_UNKNOWN = ("", None, False, "")  # a path not looked at yet (targets are never this)
+_MAX_TARGETS = 1024
 _Answer = tuple[bytes, int | None]
 """A response body, and the length of its JSON header when binary tensors follow it."""
 _HEADER_LENGTH = oip.HEADER_LENGTH.lower().encode()
@@ -60,7 +62,7 @@ PROBES = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/hea
 
 
 class Owner(Protocol):
-    """The app a request is addressed to: its ``state`` holds the registry, once started."""
+    """The app a request is addressed to (``scope["app"]``, which the app's routes read)."""
 
     state: State
 
@@ -89,6 +91,13 @@ class FastLane:
         self.micro_batching = settings.micro_batching
         self.observer = observer
         self.in_flight = in_flight
+        # The models, once the runtime's lifespan has loaded them (the app reads the same
+        # registry from its state, where each read costs a caught AttributeError: State
+        # keeps its attributes in a dict behind __getattr__).
+        self.registry: ModelRegistry | None = None
+        # What each path POSTed to means, looked up once: two regular expressions per request
+        # cost more than the dictionary. Bounded, so clients sending any paths cannot grow it.
+        self._targets: dict[str, _Target | None] = {}
 
     async def serve(
         self, owner: Owner, scope: Scope, receive: Receive, send: Send, app: ASGIApp
@@ -112,6 +121,15 @@ class FastLane:
 
     def target(self, path: str) -> _Target | None:
         """Model name, version, whether it is /v2, and the route template; None: not ours."""
+        targets = self._targets
+        found = targets.get(path, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self._match(path)
+            if len(targets) < _MAX_TARGETS:
+                targets[path] = found
+        return found
+
+    def _match(self, path: str) -> _Target | None:
         if path == "/predict":
             return self.default_model, None, False, "/predict"
         match = _NATIVE.match(path) or _V2.match(path)
@@ -124,7 +142,13 @@ class FastLane:
         """Serve one ``POST`` request; ``app`` is the whole app, for everything not answered."""
         target = self.target(scope["path"])
         in_flight = self.in_flight
-        if target is None or in_flight.full or not _small(scope["headers"], self.max_inline):
+        registry = self.registry
+        if (
+            target is None
+            or registry is None  # no lifespan (yet): the app says what is wrong
+            or in_flight.full
+            or not _small(scope["headers"], self.max_inline)
+        ):
             await app(scope, receive, send)
             return
         arrived = time.perf_counter()
@@ -133,7 +157,7 @@ class FastLane:
             body, complete = await _read_small(receive, self.max_inline)
             if complete:
                 info = RequestInfo("")
-                answered = self._answer(scope, body, target, info)
+                answered = self._answer(registry, body, target, info)
                 if answered is not None:
                     info.request_id = request_id_of(scope["headers"])
                     await self._send(scope, send, info, *answered, arrived)
@@ -147,7 +171,7 @@ class FastLane:
         """Answer a ``GET`` of one of :data:`PROBES`; the app answers it when not ready."""
         arrived = time.perf_counter()
         path: str = scope["path"]
-        registry: ModelRegistry | None = getattr(scope["app"].state, "registry", None)
+        registry = self.registry
         if registry is None:  # no lifespan (yet): the app says what is wrong
             await app(scope, receive, send)
             return
@@ -193,10 +217,9 @@ class FastLane:
             observer.record(scope, info, status, time.perf_counter() - arrived)
 
     def _answer(
-        self, scope: Scope, body: bytes, target: _Target, info: RequestInfo
+        self, registry: ModelRegistry, body: bytes, target: _Target, info: RequestInfo
     ) -> _Answer | None:
         try:
-            registry = scope["app"].state.registry
             return _answer(registry, body, *target, info, self.micro_batching)
         except Exception:  # the app answers it again, and renders whatever goes wrong
             logger.debug("the fast lane handed a request on after an error", exc_info=True)

@@ -89,8 +89,10 @@ class Observer:
 
     def record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
         """The metrics and the access-log line of one answered request."""
-        route = scope.get("route")
-        template = getattr(route, "path", None) or info.route or "unmatched"
+        route = scope.get("route")  # set by FastAPI's router; the fast lane sets info.route
+        template = (
+            (None if route is None else getattr(route, "path", None)) or info.route or "unmatched"
+        )
         method: str = scope["method"]
         model, version, api = info.model, info.version, info.api
         self.metrics.request(

@@ -83,6 +83,8 @@ class Runtime:
         # Verifying and deserializing is blocking file and CPU work: keep it off the loop.
         await anyio.to_thread.run_sync(registry.load_all)
         self.state.registry = registry
+        if self.lane is not None:
+            self.lane.registry = registry
         loaded = registry.loaded_versions()
         if loaded:
             logger.info("serving %s from %s", loaded, settings.store)
