@@ -616,6 +616,60 @@ def test_anything_else_takes_the_general_path(predictor: Predictor, body: bytes)
     assert oip._prepare_common(predictor, body) is None
 
 
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(
+    "body_args",
+    [
+        {},
+        {"request_id": "r-2", "parameters": '{"binary_data_output": true}'},
+        {"outputs": '[{"name": "predict", "parameters": {"binary_data": true}}]'},
+    ],
+)
+def test_a_form_seen_before_is_read_again_as_the_general_path_reads_it(
+    predictor: Predictor, body_args: dict[str, str], compact: bool
+) -> None:
+    # The bytes around the data are remembered from the first body; later bodies of the same
+    # form, with other data, are prepared from that memory and must still agree.
+    first = _triton(**body_args, compact=compact)
+    _assert_same_as_general(predictor, first)
+    for data in ([0.5] * 10, [-1e300, 2, 3e-7, 0, -0.0, 7, 8, 9, 10, 11.5]):
+        _assert_same_as_general(predictor, _triton(json.dumps(data), **body_args, compact=compact))
+    two_rows = _triton(json.dumps([1.0] * 20), "[2, 10]", **body_args, compact=compact)
+    _assert_same_as_general(predictor, two_rows)  # another shape: another form
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "[1, 2, 3]",  # too few values for the shape
+        "[1, 2, 3, 4, 5, 6, 7, 8, 9, NaN]",
+        "[1, 2, 3, 4, 5, 6, 7, 8, 9, [10]]",  # a nested array: the bytes after it differ
+        '[1, 2, 3, 4, 5, 6, 7, 8, 9, "10"]',
+        "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10,]",
+        "[1 2 3 4 5 6 7 8 9 10]",
+    ],
+)
+def test_bad_data_in_a_form_seen_before_still_takes_the_general_path(
+    predictor: Predictor, data: str
+) -> None:
+    _assert_same_as_general(predictor, _triton())  # the form is remembered
+    body = _triton(data)
+    assert oip._prepare_common(predictor, body) is None
+    with pytest.raises(InvalidInputError):
+        oip.prepare(predictor, body, None)
+
+
+def test_the_remembered_forms_are_bounded(predictor: Predictor) -> None:
+    # Every request id makes another form; a client sending a new id each time must not grow
+    # the memory without end, and every body must still be read right.
+    for number in range(3 * oip._MAX_FORMS):
+        body = _triton(request_id=f"request-{number}")
+        prepared = oip._prepare_common(predictor, body)
+        assert prepared is not None
+        assert prepared.request_id == f"request-{number}"
+        assert len(oip._FORMS) <= oip._MAX_FORMS
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     data=st.sampled_from([10, 20]).flatmap(

@@ -186,6 +186,10 @@ class RequestedOutput:
     binary: bool
 
 
+_PREDICT_JSON = RequestedOutput(PREDICT, binary=False)
+_PREDICT_BINARY = RequestedOutput(PREDICT, binary=True)
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedResponse:
     """The response body, and the JSON header's length when binary tensors follow it."""
@@ -350,6 +354,69 @@ _COMMON = re.compile(
     + rb"(?:" + _SEP + rb'"parameters' + _KEY + rb'\{"binary_data_output' + _KEY
     + rb"(true|false)\})?\}"
 )  # fmt: skip
+
+
+_DATA_GROUP = 5  # _COMMON's group of the flat data
+_DATA_KEY = b'"data"'
+
+
+class _Form(NamedTuple):
+    """What :data:`_COMMON` read from a request around its data: all but the numbers."""
+
+    request_id: str | None
+    rows: int
+    columns: int
+    output: bool  # an output is named ("predict")
+    binary: bool  # that output, or all outputs, in binary
+    binary_default: bool
+
+
+# The forms seen lately, by the bytes before and after the data. A client sends the same
+# bytes around its numbers request after request, so one dictionary lookup replaces the
+# regular expression. Bounded: emptied when full.
+_FORMS: dict[tuple[bytes, bytes], _Form] = {}
+_MAX_FORMS = 256
+
+
+def _common_form(body: bytes) -> tuple[_Form, bytes] | None:
+    r"""The form of a :data:`_COMMON` request and its data (``[...]``); None: not one.
+
+    The data is the first ``[...]`` after the first ``"data"`` (no key or string before it can
+    hold a quote). A body whose bytes around it are those of a body that matched, and whose data
+    holds no ``]``, matches too, with the same groups: the data's group is ``\[[^\]]*\]``.
+    """
+    start = body.find(_DATA_KEY)
+    opened = body.find(b"[", start) if start >= 0 else -1
+    closed = body.find(b"]", opened) if opened >= 0 else -1
+    if closed < 0:
+        return None
+    around = body[:opened], body[closed + 1 :]
+    data = body[opened : closed + 1]
+    form = _FORMS.get(around)
+    if form is not None:
+        return form, data
+    match = _COMMON.fullmatch(body)
+    if match is None or match.span(_DATA_GROUP) != (opened, closed + 1):
+        return None
+    request_id, name, rows, columns, _, output, binary, binary_output = match.groups()
+    try:
+        name.decode()  # the general path reads it, so it must be UTF-8
+        text_id = None if request_id is None else request_id.decode()
+    except UnicodeDecodeError:
+        return None
+    binary_default = binary_output == b"true"
+    form = _Form(
+        text_id,
+        int(rows),
+        int(columns),
+        output is not None,
+        binary_default if binary is None else binary == b"true",
+        binary_default,
+    )
+    if len(_FORMS) >= _MAX_FORMS:
+        _FORMS.clear()
+    _FORMS[around] = form
+    return form, data
 
 
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
@@ -587,6 +654,15 @@ def _json_head(name: str, version: int) -> bytes:
     return b'{"model_name":' + orjson.dumps(name) + b',"model_version":"' + b"%d" % version + b'"'
 
 
+_OUTPUT_START = b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_start(name: str, version: int, rows: int) -> bytes:
+    """Everything before the data of the common JSON answer (no id), per batch size."""
+    return _json_head(name, version) + _OUTPUT_START % rows
+
+
 def encode(
     predictor: Predictor,
     prediction: Prediction,
@@ -604,17 +680,21 @@ def encode(
     ):
         # The common answer, one float tensor in JSON: the bytes orjson makes of the document
         # below (a test holds them equal), without building it.
-        body = b"".join(
-            (
-                _json_head(predictor.name, predictor.version),
-                b"" if request_id is None else b',"id":' + orjson.dumps(request_id),
-                b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
-                % len(values),
-                orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY),
-                b"}]}",
+        data = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+        rows = len(values)
+        if request_id is None:
+            body = _json_start(predictor.name, predictor.version, rows) + data + b"}]}"
+        else:
+            body = b"".join(
+                (
+                    _json_head(predictor.name, predictor.version),
+                    b',"id":' + orjson.dumps(request_id),
+                    _OUTPUT_START % rows,
+                    data,
+                    b"}]}",
+                )
             )
-        )
-        return EncodedResponse(body, None, len(values))
+        return EncodedResponse(body, None, rows)
     return _encode_document(predictor, prediction, request_id, outputs)
 
 
@@ -697,32 +777,28 @@ def _prepare_common(predictor: Predictor, body: bytes) -> Prepared | None:
     that does not fill the shape) returns None, so that path writes the error. A test holds the
     result equal to the general path's for every body this takes.
     """
-    match = _COMMON.fullmatch(body)
-    if match is None:
+    common = _common_form(body)
+    if common is None:
         return None
-    request_id, name, rows, columns, data, output, binary, binary_output = match.groups()
-    shape = (int(rows), int(columns))
-    if not 0 < shape[0] <= predictor.max_rows or shape[1] != len(predictor.feature_names):
+    form, data = common
+    rows, columns = form.rows, form.columns
+    if not 0 < rows <= predictor.max_rows or columns != len(predictor.feature_names):
         return None
     try:
         document = json_parser().parse(data)
         if not isinstance(document, simdjson.Array):
             return None
         values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
-        name.decode()  # the general path reads it, so it must be UTF-8
-        text_id = None if request_id is None else request_id.decode()
-    except (ValueError, RuntimeError, TypeError):  # not strict JSON numbers; not UTF-8
+    except (ValueError, RuntimeError, TypeError):  # not strict JSON numbers
         return None
-    if values.size != shape[0] * shape[1]:
+    if values.size != rows * columns:
         return None
-    binary_default = binary_output == b"true"
-    if output is None:
-        outputs = list(_all_outputs(predictor.is_classifier, binary_default))
+    if form.output:
+        outputs = [_PREDICT_JSON if not form.binary else _PREDICT_BINARY]
     else:
-        wanted = binary_default if binary is None else binary == b"true"
-        outputs = [RequestedOutput(PREDICT, wanted)]
-    probabilities = output is None and predictor.is_classifier  # all outputs, predict_proba too
-    return Prepared(Batch(values.reshape(shape), probabilities), text_id, outputs)
+        outputs = list(_all_outputs(predictor.is_classifier, form.binary_default))
+    probabilities = not form.output and predictor.is_classifier  # all outputs: predict_proba too
+    return Prepared(Batch(values.reshape(rows, columns), probabilities), form.request_id, outputs)
 
 
 def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:
