@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import LoadPolicy, ModelStore
-from tests.helpers import ADMIN, ROW
+from tests.helpers import ADMIN, ROW, free_port, running_server, serve_command
 
 
 def assert_v2_error(response: httpx.Response, status: int, contains: str) -> None:
@@ -173,6 +174,20 @@ def test_binary_request_and_response(client: TestClient) -> None:
             422,
             "invalid inference request: inputs.0.datatype: Input should be a valid string",
         ),
+        (  # NumPy would quietly read a boolean among numbers as 1.0
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 10],
+                        "datatype": "FP64",
+                        "data": [True, *ROW[1:]],
+                    }
+                ]
+            },
+            422,
+            "input 'input': data must hold only numbers",
+        ),
         (
             infer_body([ROW, [1e308] * 10]),  # finite input, a prediction that overflows
             422,
@@ -325,3 +340,75 @@ def test_a_version_that_is_not_ascii_digits_is_not_found(client: TestClient, ver
     response = client.post(f"/v2/models/default/versions/{version}/infer", json={"inputs": []})
     assert response.status_code == 404
     assert "has no version" in response.json()["error"]
+
+
+ZEROS = [0] * 9
+OUT_OF_RANGE = [
+    ("INT32", [4294967297, *ZEROS], "value 4294967297 at position 0 does not fit INT32"),
+    ("INT32", [2147483648, *ZEROS], "value 2147483648 at position 0 does not fit INT32"),
+    ("INT32", [*ZEROS, -2147483649], "value -2147483649 at position 9 does not fit INT32"),
+    ("INT64", [2**63, *ZEROS], "value 9223372036854775808 at position 0 does not fit INT64"),
+    ("INT64", [0, 10**30, *ZEROS[1:]], "value 100000000000…(31 characters) at position 1"),
+    ("FP32", [1e300, *ZEROS], "value 1e+300 at position 0 does not fit FP32"),
+    ("FP64", [10**400, *ZEROS], "value 100000000000…(401 characters) at position 0 does not"),
+]
+HUGE_SHAPES = [
+    ([2**63, 0], "inputs.0.shape.0: Input should be less than or equal to 2147483647"),
+    ([0, 2**63], "inputs.0.shape.1: Input should be less than or equal to 2147483647"),
+    ([10**30, 0], "inputs.0.shape.0: Input should be less than or equal to 2147483647"),
+    ([2**31, 2**31, 0], "inputs.0.shape.0: Input should be less than or equal to 2147483647"),
+    ([2**31 - 1, 2**31 - 1, 0], "shape [2147483647, 2147483647, 0] is too large"),
+    ([1] * 9 + [0], "inputs.0.shape: List should have at most 8 items"),
+]
+
+
+@pytest.fixture(scope="module")
+def live(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("v2") / "server.log"
+    with running_server(serve_command(template_store, port), port=port, log=log) as base:
+        yield base
+
+
+def _both_sizes(body: dict[str, object]) -> list[bytes]:
+    """The body as sent (the fast lane reads it) and padded past the lane (the app reads it)."""
+    small = json.dumps(body).encode()
+    return [small, small[:-1] + b" " * 40_000 + b"}"]
+
+
+@pytest.mark.parametrize(("datatype", "data", "message"), OUT_OF_RANGE)
+def test_a_value_that_does_not_fit_its_datatype_is_refused_not_wrapped(
+    live: str, datatype: str, data: list[float], message: str
+) -> None:
+    body = {"inputs": [{"name": "input", "shape": [1, 10], "datatype": datatype, "data": data}]}
+    for content in _both_sizes(body):
+        response = httpx.post(f"{live}/v2/models/default/infer", content=content)
+        assert_v2_error(response, 422, f"input 'input': {message}")
+
+
+@pytest.mark.parametrize(("shape", "message"), HUGE_SHAPES)
+def test_a_shape_past_the_bounds_is_refused_before_anything_is_allocated(
+    live: str, shape: list[int], message: str
+) -> None:
+    body = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP64", "data": []}]}
+    for content in _both_sizes(body):
+        response = httpx.post(f"{live}/v2/models/default/infer", content=content)
+        assert_v2_error(response, 422, message)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": shape,
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 0},
+                }
+            ]
+        }
+    ).encode()
+    response = httpx.post(
+        f"{live}/v2/models/default/infer",
+        content=header,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert_v2_error(response, 422, message)

@@ -38,6 +38,11 @@ BATCH_INPUT = "input"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 """The HTTP header giving the JSON header's length when binary tensors follow it."""
 PLATFORM = "sklearn"
+MAX_RANK = 8
+"""Most dimensions an input tensor may have (a batch is 1-D or 2-D; more is refused anyway)."""
+MAX_ELEMENTS = 2**31 - 1
+"""Largest product of a shape's non-zero dimensions: no dimension, even beside a zero, may be
+larger, so no shape can overflow NumPy's sizes, whatever the data."""
 
 
 # -- wire schemas (the documented contract of /v2) ----------------------------------------------
@@ -47,7 +52,7 @@ class RequestInput(WireModel):
     """One input tensor. ``data`` is flat or nested, row-major; absent when sent as binary."""
 
     name: str
-    shape: list[Annotated[int, Field(ge=0)]]
+    shape: list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]] = Field(max_length=MAX_RANK)
     datatype: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     data: Any = None
@@ -329,10 +334,14 @@ def _decode_plain(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noq
         return None
     tensors = []
     for tensor_input, values in zip(request.inputs, buffers, strict=True):
-        if tensor_input.parameters or values.size != math.prod(tensor_input.shape):
+        shape = tensor_input.shape
+        if tensor_input.parameters or not fits(shape) or values.size != math.prod(shape):
             return None
-        dtype = INPUT_DATATYPES[tensor_input.datatype]
-        tensors.append(values.astype(dtype, copy=False).reshape(tensor_input.shape))
+        if tensor_input.datatype == "FP32":
+            if values.size and np.abs(values).max() > _FP32_MAX:
+                return None  # no float32 holds it: the full path says which input
+            values = values.astype(np.float32)  # noqa: PLW2901 - the same values, narrowed
+        tensors.append(values.reshape(shape))
     return _header(request), tensors
 
 
@@ -475,6 +484,7 @@ def _decode_small(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noq
             or item.get("parameters", {}) != {}
             or type(data) is not list
             or not all(type(size) is int and size >= 0 for size in shape)
+            or not fits(shape)
             or len(data) != math.prod(shape)
             or not set(map(type, data)) <= _NUMBER_TYPES
             or (data and (max(data) > _EXACT or min(data) < -_EXACT))
@@ -514,6 +524,23 @@ def _python(value: Any) -> Any:
     return value
 
 
+def fits(shape: list[int]) -> bool:
+    """Whether ``shape`` has at most :data:`MAX_RANK` dimensions and :data:`MAX_ELEMENTS`."""
+    if len(shape) > MAX_RANK:
+        return False
+    total = 1
+    for size in shape:
+        if size:
+            total *= size
+            if total > MAX_ELEMENTS:
+                return False
+    return True
+
+
+_FP32_MAX = float(np.finfo(np.float32).max)
+_FP64_MAX = float(np.finfo(np.float64).max)
+
+
 def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarray:
     name = tensor_input.name
     dtype = INPUT_DATATYPES.get(tensor_input.datatype)
@@ -523,6 +550,13 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
             f"{', '.join(INPUT_DATATYPES)}",
             "unsupported-datatype",
             (*loc, "datatype"),
+        )
+    if not fits(tensor_input.shape):
+        raise _bad(
+            f"input {name!r}: shape {tensor_input.shape} is too large (at most {MAX_RANK} "
+            f"dimensions whose non-zero sizes multiply to at most {MAX_ELEMENTS})",
+            "invalid-shape",
+            (*loc, "shape"),
         )
     count = math.prod(tensor_input.shape)
     if raw is not None:
@@ -537,29 +571,81 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
     if tensor_input.data is None:
         raise _bad(f"input {name!r} has no data", "missing-data", (*loc, "data"))
     try:
-        array = np.asarray(tensor_input.data)
+        shaped = np.asarray(tensor_input.data, dtype=object)
     except (ValueError, TypeError):
         raise _bad(
             f"input {name!r}: data is ragged; nested lists must be rectangular",
             "invalid-data",
             (*loc, "data"),
         ) from None
-    if array.dtype.kind not in "iuf" and array.size:
+    values: list[Any] = shaped.reshape(-1).tolist()
+    kinds = set(map(type, values))
+    if list in kinds:  # NumPy keeps the rows of a ragged nesting as lists
+        raise _bad(
+            f"input {name!r}: data is ragged; nested lists must be rectangular",
+            "invalid-data",
+            (*loc, "data"),
+        )
+    if not kinds <= _NUMBER_TYPES:  # exact types: a boolean is no number here
         raise _bad(f"input {name!r}: data must hold only numbers", "not-a-number", (*loc, "data"))
-    if dtype.kind == "i" and array.dtype.kind == "f":
+    if dtype.kind == "i" and float in kinds:
         raise _bad(
             f"input {name!r} is {tensor_input.datatype} but its data holds non-integers",
             "not-an-integer",
             (*loc, "data"),
         )
-    if array.size != count:
+    if len(values) != count:
         raise _bad(
             f"input {name!r}: shape {tensor_input.shape} needs {count} values, data has "
-            f"{array.size}",
+            f"{len(values)}",
             "shape-mismatch",
             (*loc, "shape"),
         )
-    return array.astype(dtype, copy=False).reshape(tensor_input.shape)
+    return _exact(values, dtype, tensor_input, loc).reshape(tensor_input.shape)
+
+
+def _exact(
+    values: list[Any], dtype: np.dtype[Any], tensor_input: RequestInput, loc: Loc
+) -> np.ndarray:
+    """``values`` (Python numbers) as an array of ``dtype``; a value it cannot hold is refused.
+
+    A cast would wrap an integer (2**32 + 1 as INT32 is 1) or make a float infinite. Integers
+    are converted to int64 (which refuses what it cannot hold) and floats to float64, then the
+    bounds of a narrower ``dtype`` are checked before it is cast. Infinity and NaN pass here:
+    the predictor refuses them by row and feature.
+    """
+    wide = np.int64 if dtype.kind == "i" else np.float64
+    try:
+        array = np.array(values, dtype=wide)
+    except OverflowError:
+        bound = 2**63 if wide is np.int64 else _FP64_MAX
+        index = next(i for i, v in enumerate(values) if type(v) is int and not -bound <= v < bound)
+        raise _out_of_range(tensor_input, index, values[index], loc) from None
+    if dtype.itemsize < array.dtype.itemsize and array.size:
+        if dtype.kind == "i":
+            limits = np.iinfo(dtype)
+            outside = (array < limits.min) | (array > limits.max)
+        else:
+            magnitude = np.abs(array)
+            outside = (magnitude > _FP32_MAX) & np.isfinite(magnitude)
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise _out_of_range(tensor_input, index, values[index], loc)
+    return array.astype(dtype, copy=False)
+
+
+def _out_of_range(
+    tensor_input: RequestInput, index: int, value: Any, loc: Loc
+) -> InvalidInputError:
+    text = str(value)
+    if len(text) > 24:
+        text = f"{text[:12]}…({len(text)} characters)"
+    return _bad(
+        f"input {tensor_input.name!r}: value {text} at position {index} does not fit "
+        f"{tensor_input.datatype}",
+        "out-of-range",
+        (*loc, "data"),
+    )
 
 
 def to_rows(request: Header, tensors: list[np.ndarray], features: list[str]) -> np.ndarray:
