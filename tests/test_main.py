@@ -75,8 +75,20 @@ def test_list_models(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body == {
         "models": [
-            {"name": "clf", "default_version": 1, "versions": [1], "failed": []},
-            {"name": "default", "default_version": 1, "versions": [1], "failed": []},
+            {
+                "name": "clf",
+                "default_version": 1,
+                "versions": [1],
+                "failed": [],
+                "unconfirmed": [],
+            },
+            {
+                "name": "default",
+                "default_version": 1,
+                "versions": [1],
+                "failed": [],
+                "unconfirmed": [],
+            },
         ]
     }
 

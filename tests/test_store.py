@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +24,9 @@ from modelserve.errors import (
     VersionNotFoundError,
 )
 from modelserve.manifest import LINEAR_FILE, Manifest
-from modelserve.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.store import STALE_SECONDS, LoadPolicy, ModelStore, sha256_hex
 from modelserve.train_model import TrainConfig, train
+from tests.helpers import free_port, running_server, serve_command
 
 MARKER_NAME = "pwned"
 
@@ -297,3 +302,49 @@ def test_an_unusable_linear_form_falls_back_to_the_estimator(store: ModelStore) 
     artifact = store.load("default", 1, LoadPolicy(), defer_estimator=True)
     assert artifact.estimator is not None
     assert artifact.linear is None
+
+
+def _leftover(model_dir: Path, name: str, *, holder: bool) -> tuple[Path, subprocess.Popen[bytes]]:
+    """A ``.tmp-*`` directory made by another process the store's way; killed unless ``holder``."""
+    path = model_dir / f".tmp-{name}"
+    code = (
+        "import sys, time; from pathlib import Path; "
+        "from modelserve.lifecycle import lock_directory; "
+        "p = Path(sys.argv[1]); p.mkdir(); (p / 'model.skops').write_bytes(b'half'); "
+        "lock_directory(p); print('held', flush=True); time.sleep(120)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"held\n"
+    if not holder:
+        process.kill()  # as `kill -9` of a publish would
+        process.wait()
+    old = time.time() - STALE_SECONDS - 1
+    os.utime(path, (old, old))
+    return path, process
+
+
+def test_what_killed_publishers_left_is_removed_and_live_ones_are_kept(store: ModelStore) -> None:
+    model_dir = store.root / "default"
+    killed, _ = _leftover(model_dir, "killed", holder=False)
+    live, holder = _leftover(model_dir, "live", holder=True)
+    fresh = model_dir / ".tmp-fresh"  # just made by a publisher about to lock it
+    fresh.mkdir()
+    try:
+        train(TrainConfig(name="default", samples=50), store)
+        assert not killed.exists()
+        assert live.is_dir()
+        assert fresh.is_dir()
+        assert store.list_versions("default") == [1, 2]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_serve_removes_what_killed_publishers_left_before_it_starts(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    killed, _ = _leftover(store.root / "clf", "killed", holder=False)
+    port = free_port()
+    with running_server(serve_command(store.root, port), port=port, log=tmp_path / "log"):
+        assert not killed.exists()

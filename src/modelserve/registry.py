@@ -21,25 +21,25 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Protocol
 
 from modelserve.errors import (
     ArtifactError,
+    DeserializationError,
     ModelNotFoundError,
     ModelUnavailableError,
     StoreError,
+    UntrustedTypeError,
     VersionNotFoundError,
 )
+from modelserve.files import StoreLimits
 from modelserve.predictor import Predictor
 from modelserve.settings import Settings
 from modelserve.signing import load_verify_key
-from modelserve.store import LoadedArtifact, LoadPolicy, ModelStore
+from modelserve.store import Fingerprint, LoadedArtifact, LoadPolicy, ModelStore
 
 logger = logging.getLogger(__name__)
-
-Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +108,14 @@ def load_policy(settings: Settings) -> LoadPolicy:
     )
 
 
-def _fingerprint(directory: Path) -> Fingerprint:
-    """Names, sizes and mtimes of a version's files: a changed fingerprint earns a retry."""
-    try:
-        entries = sorted(directory.iterdir())
-    except OSError:
-        return ()
-    prints = []
-    for entry in entries:
-        try:
-            stat = entry.stat()
-        except OSError:
-            continue
-        prints.append((entry.name, stat.st_size, stat.st_mtime_ns))
-    return tuple(prints)
+def store_limits(settings: Settings) -> StoreLimits:
+    """The largest store files the server reads, from its own settings."""
+    return StoreLimits(model_bytes=settings.max_model_bytes)
+
+
+def open_store(settings: Settings) -> ModelStore:
+    """The store named by ``settings``, read within their limits."""
+    return ModelStore(settings.store, store_limits(settings))
 
 
 class ModelRegistry:
@@ -138,7 +132,7 @@ class ModelRegistry:
         self.events: RegistryEvents = events if events is not None else _NoEvents()
         self.defer_estimators = defer_estimators
         self.confirm_in_background = confirm_in_background
-        self.store = ModelStore(settings.store)
+        self.store = open_store(settings)
         self.policy = load_policy(settings)
         self.max_rows = settings.max_rows
         self.max_problems = settings.max_error_details
@@ -176,9 +170,12 @@ class ModelRegistry:
     def confirm_pending(self) -> None:
         """Load every deferred estimator and confirm it agrees with its linear form.
 
-        A version whose estimator cannot be loaded now (its files left the store or changed
-        since they were verified) keeps serving the linear form verified at load, like any
-        verified copy held in memory; the reason is logged and kept in ``confirm_error``.
+        A version whose estimator turns out not to load (not a model, untrusted types, a
+        manifest it does not fit) is withdrawn: refused with the reason, as if it had failed at
+        load, and the model's other versions serve. One whose files merely changed or left the
+        store since they were verified keeps serving the linear form verified at load, like any
+        verified copy held in memory, and is listed as unconfirmed with the reason
+        (``confirm_error``).
         """
         while True:
             pending = [
@@ -192,20 +189,39 @@ class ModelRegistry:
             for name, version, predictor in pending:
                 try:
                     predictor.confirm()
-                except (ArtifactError, StoreError) as exc:
+                except (DeserializationError, UntrustedTypeError) as exc:
+                    self._withdraw(name, version, predictor, exc.message)
+                except (ArtifactError, StoreError) as exc:  # its files changed or left
                     predictor.confirm_error = exc.message
-                except Exception as exc:  # any failure: keep the verified form, say why
-                    predictor.confirm_error = f"cannot load the estimator: {exc}"
+                    logger.error(
+                        "%s v%d: not confirmed against its estimator (%s); it keeps serving "
+                        "the linear form verified at load",
+                        name,
+                        version,
+                        exc.message,
+                    )
+                except Exception as exc:  # a failure nobody foresaw: not served on trust
+                    self._withdraw(name, version, predictor, f"cannot load the estimator: {exc}")
                 else:
                     logger.info("confirmed %s v%d against its estimator", name, version)
-                    continue
-                logger.error(
-                    "%s v%d: not confirmed against its estimator (%s); it keeps serving the "
-                    "linear form verified at load",
-                    name,
-                    version,
-                    predictor.confirm_error,
-                )
+
+    def _withdraw(self, name: str, version: int, predictor: Predictor, error: str) -> None:
+        """Stop serving a loaded version whose estimator failed, recording it as refused."""
+        predictor.confirm_error = error
+        reason = f"its estimator failed: {error}"
+        with self._lock:
+            state = self._models.get(name)
+            if state is None or state.loaded.get(version) is not predictor:
+                return  # replaced or dropped meanwhile
+            loaded = {v: p for v, p in state.loaded.items() if v != version}
+            failed = {
+                **state.failed,
+                version: Failure(reason, self.store.fingerprint(name, version)),
+            }
+            new = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
+            self._publish({**self._models, name: new})
+        self.events.version_refused(name, version, reason)
+        logger.error("withdrew %s v%d: %s", name, version, reason)
 
     def wait_confirmed(self, timeout: float | None = None) -> bool:
         """Wait for the background confirmation to finish; True when nothing is pending."""
@@ -296,7 +312,7 @@ class ModelRegistry:
                         loaded[version] = serving[version]
                         refused.append(exc.message)
                     else:
-                        fingerprint = _fingerprint(self.store.version_dir(name, version))
+                        fingerprint = self.store.fingerprint(name, version)
                         failed[version] = Failure(exc.message, fingerprint)
                     logger.error("refused to load %s v%d: %s", name, version, exc.message)
             state = ModelState(name, MappingProxyType(loaded), MappingProxyType(failed))
@@ -335,7 +351,7 @@ class ModelRegistry:
         for version in on_disk:
             if version in loaded:
                 continue
-            fingerprint = _fingerprint(self.store.version_dir(state.name, version))
+            fingerprint = self.store.fingerprint(state.name, version)
             previous = state.failed.get(version)
             if previous is not None and previous.fingerprint == fingerprint:
                 failed[version] = previous
@@ -445,4 +461,6 @@ __all__ = [
     "ModelState",
     "RegistryEvents",
     "load_policy",
+    "open_store",
+    "store_limits",
 ]

@@ -12,6 +12,8 @@ import anyio.to_thread
 import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from modelserve.deps import (
@@ -41,9 +43,24 @@ from modelserve.schemas import (
     VersionSummary,
 )
 from modelserve.settings import Settings
+from modelserve.store import parse_version
 
 ModelName = Annotated[str, Path(description="Model name, as in the store.")]
-Version = Annotated[int, Path(ge=1, description="Model version, as assigned by the store.")]
+
+
+def _ascii_digits(value: object) -> object:
+    if isinstance(value, str) and parse_version(value) is None:
+        raise PydanticCustomError(
+            "int_parsing", "Input should be a valid integer, written in ASCII digits"
+        )
+    return value
+
+
+Version = Annotated[
+    int,
+    Path(ge=1, description="Model version, as assigned by the store."),
+    BeforeValidator(_ascii_digits),  # after Path: the OpenAPI schema keeps its minimum
+]
 
 JSON = "application/json"
 
@@ -166,6 +183,11 @@ async def list_models(registry: RegistryDep) -> ModelList:
                 failed=[
                     FailedVersion(version=v, error=f.reason)
                     for v, f in sorted(state.failed.items())
+                ],
+                unconfirmed=[
+                    FailedVersion(version=v, error=p.confirm_error)
+                    for v, p in sorted(state.loaded.items())
+                    if p.confirm_error is not None
                 ],
             )
             for name, state in sorted(registry.models.items())

@@ -118,6 +118,13 @@ class ModelSummary(WireModel):
     default_version: int | None = Field(description="Newest loaded version; null if none loaded.")
     versions: list[int] = Field(description="Loaded (verified) versions.")
     failed: list[FailedVersion] = Field(description="Versions refused at load, with the reason.")
+    unconfirmed: list[FailedVersion] = Field(
+        default_factory=list,
+        description=(
+            "Loaded versions served from their verified linear form whose estimator could not "
+            "be loaded to confirm it (its files changed or left the store since), with why."
+        ),
+    )
 
 
 class ModelList(WireModel):

@@ -13,6 +13,7 @@ matched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -45,6 +46,14 @@ from modelserve.errors import (
     UntrustedTypeError,
     VersionNotFoundError,
 )
+from modelserve.files import (
+    RefusedFileError,
+    StoreLimits,
+    check_archive,
+    is_directory,
+    read_regular,
+)
+from modelserve.lifecycle import held, remove_stale
 from modelserve.manifest import (
     LINEAR_FILE,
     MANIFEST_FILE,
@@ -71,7 +80,25 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TMP_PREFIX = ".tmp-"
+STALE_SECONDS = 60.0
+"""A ``.tmp-*`` directory that no live publisher holds and that is older than this was left by
+a publisher that was killed: it is removed (see :mod:`modelserve.lifecycle`)."""
 _PUBLISH_ATTEMPTS = 100
+
+
+def parse_version(text: str) -> int | None:
+    """The version ``text`` names, or None: versions are ASCII digits (U+0661 and '²' are not).
+
+    ``int()`` and ``str.isdigit()`` both accept other scripts' digits; every place a version
+    comes in (URL paths, directory names, command-line options) reads it through here.
+    """
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _version_directory(name: str) -> int | None:
+    """The version a directory named ``name`` holds: its canonical number (no leading 0)."""
+    version = parse_version(name)
+    return version if version is not None and version >= 1 and str(version) == name else None
 
 
 def validate_model_name(name: str) -> str:
@@ -138,22 +165,32 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class ModelStore:
-    """A directory of models, each a directory of integer versions."""
+Fingerprint = tuple[tuple[str, int, int], ...]
+"""Names, sizes and modification times of a version's entries (see ModelStore.fingerprint)."""
 
-    def __init__(self, root: Path) -> None:
+
+class ModelStore:
+    """A directory of models, each a directory of integer versions.
+
+    Only real directories and regular files inside ``root`` are read, each within ``limits``
+    (see :mod:`modelserve.files`); a version directory that is a symbolic link is listed, so
+    that loading it is refused with the reason, never followed.
+    """
+
+    def __init__(self, root: Path, limits: StoreLimits | None = None) -> None:
         self.root = Path(root)
+        self.limits = limits if limits is not None else StoreLimits()
 
     # -- listing ------------------------------------------------------------------------------
 
     def list_models(self) -> list[str]:
         """Names of the models that have at least one published version, sorted."""
-        if not self.root.is_dir():
-            return []
         return sorted(
             entry.name
-            for entry in self.root.iterdir()
-            if entry.is_dir() and _NAME.fullmatch(entry.name) and self._versions_in(entry)
+            for entry in _entries(self.root)
+            if _NAME.fullmatch(entry.name)
+            and entry.is_dir(follow_symlinks=False)
+            and self._versions_in(self.root / entry.name)
         )
 
     def list_versions(self, name: str) -> list[int]:
@@ -178,21 +215,51 @@ class ModelStore:
             return f"model store {self.root} cannot be read: {exc.strerror or exc}"
         return None
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Remove what killed publishers left (``.tmp-*`` directories nobody holds)."""
+        return [
+            path
+            for entry in _entries(self.root)
+            if _NAME.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
+            for path in remove_stale(self.root / entry.name, _TMP_PREFIX, STALE_SECONDS)
+        ]
+
     def is_empty(self) -> bool:
         return not self.list_models()
 
     def version_dir(self, name: str, version: int) -> Path:
         return self.root / validate_model_name(name) / str(version)
 
-    @staticmethod
-    def _versions_in(model_dir: Path) -> list[int]:
-        if not model_dir.is_dir():
+    def _versions_in(self, model_dir: Path) -> list[int]:
+        if not is_directory(self.root, (model_dir.name,)):
             return []
-        return sorted(
-            int(entry.name)
-            for entry in model_dir.iterdir()
-            if entry.is_dir() and entry.name.isdigit() and int(entry.name) >= 1
-        )
+        versions = []
+        for entry in _entries(model_dir):
+            version = _version_directory(entry.name)
+            if version is not None and (entry.is_symlink() or entry.is_dir(follow_symlinks=False)):
+                versions.append(version)
+        return sorted(versions)
+
+    def fingerprint(self, name: str, version: int) -> Fingerprint:
+        """Names, sizes and mtimes of a version's entries, links not followed: a change in
+        them earns a refused version another try."""
+        directory = self.version_dir(name, version)
+        try:
+            own = directory.lstat()
+        except OSError:
+            return ()
+        prints = [("", own.st_size, own.st_mtime_ns)]
+        if is_directory(self.root, (name, str(version))):
+            for entry in sorted(_entries(directory), key=lambda e: e.name):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                prints.append((entry.name, info.st_size, info.st_mtime_ns))
+        return tuple(prints)
+
+    def _read(self, name: str, version: int, file_name: str, limit: int) -> bytes:
+        return read_regular(self.root, (name, str(version), file_name), limit)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -205,11 +272,12 @@ class ModelStore:
                 f"{label} has no {file_name} (versions published before training reports, "
                 "and imported models, have none)"
             )
-        path = self.version_dir(manifest.name, manifest.version) / file_name
         try:
-            content = path.read_bytes()
+            content = self._read(
+                manifest.name, manifest.version, file_name, self.limits.attachment_bytes
+            )
         except OSError as exc:
-            raise IntegrityError(f"{label}: cannot read {file_name}: {exc.strerror}") from exc
+            raise IntegrityError(f"{label}: cannot read {file_name}: {_reason(exc)}") from exc
         if sha256_hex(content) != expected:
             raise IntegrityError(f"{label}: {file_name} does not match its sha256 in the manifest")
         return content
@@ -223,19 +291,34 @@ class ModelStore:
         """
         if version is None:
             version = self.latest_version(name)
-        directory = self.version_dir(name, version)
-        if not directory.is_dir():
-            self.list_versions(name)  # raises ModelNotFoundError for an unknown model
+        if version not in self.list_versions(name):  # ModelNotFoundError for an unknown model
             raise VersionNotFoundError(f"model {name!r} has no version {version}")
-        path = directory / MANIFEST_FILE
+        limit = self.limits.manifest_bytes
         try:
-            raw = path.read_bytes()
+            raw = self._read(name, version, MANIFEST_FILE, limit)
         except FileNotFoundError as exc:
             raise ManifestError(f"{name} v{version}: {MANIFEST_FILE} is missing") from exc
         except OSError as exc:
-            raise ManifestError(f"{name} v{version}: cannot read {MANIFEST_FILE}: {exc}") from exc
+            raise ManifestError(
+                f"{name} v{version}: cannot read {MANIFEST_FILE}: {_reason(exc)}"
+            ) from exc
         if verify_key is not None:
-            _check_signature(f"{name} v{version}", raw, directory / SIGNATURE_FILE, verify_key)
+            try:
+                signature = self._read(name, version, SIGNATURE_FILE, limit)
+            except FileNotFoundError as exc:
+                raise SignatureError(
+                    f"{name} v{version} is not signed ({SIGNATURE_FILE} is missing) and this "
+                    "server requires signed manifests (MODELSERVE_VERIFY_KEY)"
+                ) from exc
+            except OSError as exc:
+                raise SignatureError(
+                    f"{name} v{version}: cannot read {SIGNATURE_FILE}: {_reason(exc)}"
+                ) from exc
+            if not verify(verify_key, raw, signature):
+                raise SignatureError(
+                    f"{name} v{version}: the manifest's signature does not match the server's "
+                    "verify key; refusing to load it"
+                )
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -283,13 +366,16 @@ class ModelStore:
                 "load. Re-train with the default skops format, or set MODELSERVE_ALLOW_PICKLE=true "
                 "if you trust this store"
             )
-        path = self.version_dir(manifest.name, manifest.version) / manifest.model_file
         try:
-            payload = path.read_bytes()
+            payload = self._read(
+                manifest.name, manifest.version, manifest.model_file, self.limits.model_bytes
+            )
         except FileNotFoundError as exc:
             raise IntegrityError(f"{label}: model file {manifest.model_file} is missing") from exc
         except OSError as exc:
-            raise IntegrityError(f"{label}: cannot read {manifest.model_file}: {exc}") from exc
+            raise IntegrityError(
+                f"{label}: cannot read {manifest.model_file}: {_reason(exc)}"
+            ) from exc
         digest = sha256_hex(payload)
         if len(payload) != manifest.size_bytes or digest != manifest.sha256:
             raise IntegrityError(
@@ -309,6 +395,14 @@ class ModelStore:
                     message + " (set MODELSERVE_ALLOW_VERSION_MISMATCH=true to load it anyway)"
                 )
             logger.warning("%s; loading anyway because allow_version_mismatch is set", message)
+        if manifest.format == "skops":
+            try:  # before anything is unpacked, deferred or not
+                check_archive(payload, self.limits)
+            except RefusedFileError as exc:
+                raise DeserializationError(
+                    f"{label}: not a readable skops file: {manifest.model_file} "
+                    f"{exc.strerror}; refusing to open it"
+                ) from exc
         if defer_estimator and LINEAR_FILE in manifest.attachments:
             linear = self._linear_form(manifest)
             if linear is not None:
@@ -395,9 +489,14 @@ class ModelStore:
             model_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PublishError(f"cannot create {model_dir}: {exc}") from exc
+        if not is_directory(self.root, (name,)):
+            raise PublishError(f"{model_dir} is not a directory of the store (a symbolic link?)")
+        remove_stale(model_dir, _TMP_PREFIX, STALE_SECONDS)
         tmp = model_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        stack = contextlib.ExitStack()
         try:
             tmp.mkdir()
+            stack.enter_context(held(tmp))  # until renamed or removed: not stale
             model_file = MODEL_FILES[fmt]
             _write_synced(tmp / model_file, payload)
             for file_name, content in attachments.items():
@@ -437,6 +536,7 @@ class ModelStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            stack.close()
 
 
 def _sklearn_version() -> str:
@@ -452,21 +552,20 @@ def _sklearn_version() -> str:
         return str(sklearn.__version__)
 
 
-def _check_signature(label: str, manifest: bytes, path: Path, key: Ed25519PublicKey) -> None:
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``directory``; none when it cannot be listed."""
     try:
-        signature = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise SignatureError(
-            f"{label} is not signed ({SIGNATURE_FILE} is missing) and this server requires "
-            "signed manifests (MODELSERVE_VERIFY_KEY)"
-        ) from exc
-    except OSError as exc:
-        raise SignatureError(f"{label}: cannot read {SIGNATURE_FILE}: {exc}") from exc
-    if not verify(key, manifest, signature):
-        raise SignatureError(
-            f"{label}: the manifest's signature does not match the server's verify key; "
-            "refusing to load it"
-        )
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _reason(exc: OSError) -> str:
+    """Why a store file could not be read, in words (a refusal names what it refused)."""
+    if isinstance(exc, RefusedFileError):
+        return f"{exc.filename} {exc.strerror}"
+    return str(exc.strerror or exc)
 
 
 def _check_estimator(label: str, estimator: Any, manifest: Manifest) -> None:
@@ -474,7 +573,7 @@ def _check_estimator(label: str, estimator: Any, manifest: Manifest) -> None:
         raise DeserializationError(f"{label}: the loaded object has no predict method")
     n_features = getattr(estimator, "n_features_in_", manifest.input_schema.count)
     if n_features != manifest.input_schema.count:
-        raise ManifestError(
+        raise DeserializationError(
             f"{label}: the estimator takes {n_features} features but the manifest declares "
             f"{manifest.input_schema.count}"
         )

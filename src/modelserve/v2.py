@@ -25,6 +25,7 @@ from modelserve.errors import ModelUnavailableError, VersionNotFoundError
 from modelserve.observe import note_model
 from modelserve.predictor import Predictor
 from modelserve.registry import ModelRegistry
+from modelserve.store import parse_version
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # A reference, not {"model": ErrorBody}: FastAPI would build a validator for every status of
@@ -68,10 +69,10 @@ repository = APIRouter(prefix="/repository", dependencies=[AdminAccess])
 
 
 def _version(name: str, text: str) -> int:
-    # isdigit() alone accepts '³' and other digits int() refuses: ASCII digits only.
-    if not (text.isascii() and text.isdigit()):
+    version = parse_version(text)
+    if version is None:
         raise VersionNotFoundError(f"model {name!r} has no version {text!r}")
-    return int(text)
+    return version
 
 
 @router.get("", response_model=oip.ServerMetadata, summary="Server metadata")
