@@ -15,7 +15,7 @@ from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
 from modelserve.train_model import TrainConfig, train
-from tests.helpers import ADMIN_KEY
+from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,16 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train(TrainConfig(name="default", samples=200), store)
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
     return root
+
+
+@pytest.fixture(scope="session")
+def live(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `modelserve serve` process over the template store, shared by the tests that
+    only send it requests; its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("live") / "server.log"
+    with running_server(serve_command(template_store, port), port=port, log=log) as base:
+        yield base
 
 
 @pytest.fixture

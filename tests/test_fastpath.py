@@ -84,6 +84,29 @@ def test_answers_are_byte_for_byte_the_same(
     )
 
 
+# Versions are ASCII digits: an Arabic-Indic or a fullwidth one names no version either way.
+ODD_VERSIONS = ["%D9%A1", "%EF%BC%91", "%C2%B9", "+1", "01", "1.0", "0"]
+
+
+@pytest.mark.parametrize("version", ODD_VERSIONS)
+def test_a_version_is_read_the_same_by_the_lane_and_the_app(live: str, version: str) -> None:
+    for path, body in (
+        (f"/v1/models/default/versions/{version}/predict", {"instances": [ROW]}),
+        (f"/v2/models/default/versions/{version}/infer", V2),
+    ):
+        small = orjson.dumps(body)
+        large = small[:-1] + b" " * 40_000 + b"}"  # past the lane: the app reads it
+        lane, app = (
+            httpx.post(live + path, content=content, headers={"content-type": "application/json"})
+            for content in (small, large)
+        )
+        assert (lane.status_code, lane.json()) == (app.status_code, app.json()), path
+        if version == "01":
+            assert lane.status_code == 200
+        else:
+            assert lane.status_code in (404, 422), lane.text
+
+
 def test_a_body_sent_in_chunks_is_read_whole(both: tuple[TestClient, TestClient]) -> None:
     fast, _ = both
     chunks = [b'{"instances": [', str(ROW).encode(), b"]}"]

@@ -105,6 +105,24 @@ def test_a_server_off_a_terminal_writes_one_json_line_per_request(
     assert not any(line["logger"] == "uvicorn.access" for line in lines)
 
 
+def test_numpy_warnings_are_log_lines_too(served_store: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    with running_server(serve_command(served_store, port), port=port, log=log) as base:
+        overflow = {"instances": [[1e308] * 10]}  # finite in, an overflowing prediction out
+        for _ in range(3):
+            response = httpx.post(base + "/predict", json=overflow)
+            assert response.status_code == 422
+            assert "not a finite number" in response.json()["detail"]
+        time.sleep(1.2)  # the buffered handler writes at least once a second
+    lines = log.read_text().splitlines()
+    records = [orjson.loads(line) for line in lines]  # every line is JSON
+    warned = [r for r in records if r["logger"] == "py.warnings"]
+    assert warned, records
+    assert all("RuntimeWarning: overflow" in r["message"] for r in warned), warned
+    assert len(warned) < 3  # once per place in the code, as Python's warnings go
+
+
 def test_a_server_on_a_terminal_writes_readable_lines(served_store: Path) -> None:
     port = free_port()
     leader, follower = pty.openpty()

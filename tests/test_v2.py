@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import LoadPolicy, ModelStore
-from tests.helpers import ADMIN, ROW, free_port, running_server, serve_command
+from tests.helpers import ADMIN, ROW
 
 
 def assert_v2_error(response: httpx.Response, status: int, contains: str) -> None:
@@ -360,14 +359,6 @@ HUGE_SHAPES = [
     ([2**31 - 1, 2**31 - 1, 0], "shape [2147483647, 2147483647, 0] is too large"),
     ([1] * 9 + [0], "inputs.0.shape: List should have at most 8 items"),
 ]
-
-
-@pytest.fixture(scope="module")
-def live(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("v2") / "server.log"
-    with running_server(serve_command(template_store, port), port=port, log=log) as base:
-        yield base
 
 
 def _both_sizes(body: dict[str, object]) -> list[bytes]:

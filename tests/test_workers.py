@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -74,3 +76,45 @@ def test_two_workers_serve_and_both_pick_up_a_new_version(tmp_path: Path) -> Non
             time.sleep(0.2)
         for _ in range(10):
             assert httpx.get(f"{base}/health/ready").status_code == 200
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_die_with_a_killed_supervisor_and_the_next_start_cleans_up(
+    tmp_path: Path,
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    train(TrainConfig(samples=100), store)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp), "MODELSERVE_DRAIN_TIMEOUT": "2"}
+    port = free_port()
+    command = serve_command(store.root, port, "--workers", "2")
+    with running_server(
+        command, port=port, log=tmp_path / "first.log", env=env, wait_for="/health/ready"
+    ) as base:
+        workers = _children(base.pid)
+        assert len(workers) >= 2, workers
+        (metrics_dir,) = temp.glob("modelserve-metrics-*")
+        os.kill(base.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(worker) for worker in workers):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.1)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/health/live", timeout=2)
+    assert metrics_dir.is_dir()  # nothing ran to remove it
+    time.sleep(2.1)  # the next start removes what no live supervisor holds, once a moment old
+    with running_server(
+        command, port=port, log=tmp_path / "second.log", env=env, wait_for="/health/ready"
+    ) as base:  # on the same port: no orphan holds it
+        assert httpx.post(f"{base}/predict", json={"instances": [ROW]}).status_code == 200
+        assert not metrics_dir.exists()
+        (current,) = temp.glob("modelserve-metrics-*")  # its own, held while it runs
+    assert not current.exists()

@@ -28,13 +28,14 @@ from pydantic import ValidationError
 from modelserve import __version__
 from modelserve.entry import paused_gc
 from modelserve.errors import ModelServeError
+from modelserve.lifecycle import SUPERVISOR_ENV, held, remove_stale
 from modelserve.logs import logging_config
 from modelserve.metrics import MULTIPROC_ENV
-from modelserve.registry import ModelRegistry, load_policy
+from modelserve.registry import ModelRegistry, load_policy, open_store
 from modelserve.report import PLOT_FILE
 from modelserve.settings import Settings, settings_environment
 from modelserve.signing import generate_keys, load_signing_key
-from modelserve.store import ModelStore
+from modelserve.store import parse_version
 from modelserve.train_model import (
     ESTIMATORS,
     TrainConfig,
@@ -90,6 +91,22 @@ StoreOption = Annotated[
     ),
 ]
 
+
+def _version_option(text: str) -> int:
+    version = parse_version(text)
+    if version is None or version < 1:
+        raise typer.BadParameter(f"{text!r}: a version is written in ASCII digits, from 1")
+    return version
+
+
+VersionOption = Annotated[
+    int | None,
+    typer.Option(parser=_version_option, metavar="INTEGER", help="Version [default: newest]."),
+]
+
+
+METRICS_DIR_PREFIX = "modelserve-metrics-"
+"""The multiprocess metrics directories ``serve --workers N`` makes in the temp folder."""
 
 BATCH_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 """--input suffixes that `modelserve predict` scores as files (see modelserve.batch)."""
@@ -151,7 +168,7 @@ def _train(config: TrainConfig, settings: Settings) -> TrainResult:
     try:
         kind = estimator_kind(config.estimator)
         with _err().status(f"Training {kind.description} ({config.name})…", spinner="dots"):
-            return train(config, ModelStore(settings.store), key)
+            return train(config, open_store(settings), key)
     except ModelServeError as exc:
         _fail(exc.message)
 
@@ -278,7 +295,9 @@ def serve_command(
     )
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
-    model_store = ModelStore(settings.store)
+    logging.captureWarnings(True)  # a library's warning is a log line too, not bare stderr
+    model_store = open_store(settings)
+    model_store.remove_stale_temporaries()
     if train_if_empty and model_store.is_empty() and not settings.store.is_file():
         logger.info("the store %s is empty: training the default model", settings.store)
         _report(_train(TrainConfig(name=settings.default_model), settings))
@@ -313,15 +332,7 @@ def serve_command(
     # in the background and answers everything else (modelserve.staged).
     with paused_gc():
         staged = StagedApp(Runtime(settings), on_failure=lambda: _stop(server))
-    config = uvicorn.Config(
-        staged,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=log_config,
-        access_log=False,  # modelserve's access log replaces uvicorn's
-        ws="none",  # no WebSocket routes: skips importing a WebSocket library at start
-    )
+    config = uvicorn.Config(staged, **_uvicorn_options(settings, log_config))
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -338,30 +349,47 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
     readiness, exactly as a single-process server (listening before its FastAPI app is built).
     Metrics go to a fresh multiprocess directory (unless PROMETHEUS_MULTIPROC_DIR names one),
     so a scrape on any worker reports the whole server's totals; it is removed when the server
-    stops.
+    stops, and, if the server was killed, by the next one to start. Workers stop when this
+    process dies, however it dies (:func:`modelserve.lifecycle.die_with_parent`).
     """
     import uvicorn  # noqa: PLC0415
 
     os.environ.update(settings_environment(settings))
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     owned = None
+    stack = contextlib.ExitStack()
     if not os.environ.get(MULTIPROC_ENV):
-        owned = tempfile.mkdtemp(prefix="modelserve-metrics-")
+        remove_stale(Path(tempfile.gettempdir()), METRICS_DIR_PREFIX, older_than=2.0)
+        owned = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
+        stack.enter_context(held(Path(owned)))  # while this supervisor lives
         os.environ[MULTIPROC_ENV] = owned
     try:
         uvicorn.run(
             "modelserve.staged:create_staged_app",
             factory=True,
             workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            log_config=log_config,
-            access_log=False,
-            ws="none",
+            **_uvicorn_options(settings, log_config),
         )
     finally:
         if owned is not None:
             shutil.rmtree(owned, ignore_errors=True)
+        stack.close()
+
+
+def _uvicorn_options(settings: Settings, log_config: dict[str, Any]) -> dict[str, Any]:
+    """What uvicorn serves with, one process or several."""
+    from modelserve.connections import PROTOCOL  # noqa: PLC0415 - imports uvicorn
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": log_config,
+        "access_log": False,  # modelserve's access log replaces uvicorn's
+        "ws": "none",  # no WebSocket routes: skips importing a WebSocket library at start
+        "http": PROTOCOL,  # uvicorn's, with a deadline for request headers
+        "timeout_graceful_shutdown": settings.drain_timeout,
+    }
 
 
 @app.command("predict")
@@ -386,7 +414,7 @@ def predict_command(
     model: Annotated[
         str | None, typer.Option(help="Model name [default: the default model].")
     ] = None,
-    version: Annotated[int | None, typer.Option(help="Version [default: newest].")] = None,
+    version: VersionOption = None,
     probabilities: Annotated[
         bool, typer.Option(help="Also print class probabilities (classifiers).")
     ] = False,
@@ -518,7 +546,7 @@ def _read(path: Path) -> bytes:
 def models_list(store: StoreOption = None) -> None:
     """List every model in the store with its versions."""
     settings = _settings(store=store)
-    model_store = ModelStore(settings.store)
+    model_store = open_store(settings)
     names = model_store.list_models()
     if not names:
         typer.echo(f"no models in {settings.store}")
@@ -538,7 +566,7 @@ def models_list(store: StoreOption = None) -> None:
 @models_app.command("show")
 def models_show(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int | None, typer.Option(help="Version [default: newest].")] = None,
+    version: VersionOption = None,
     verify: Annotated[
         bool, typer.Option(help="Also verify and load the model file, as the server would.")
     ] = True,
@@ -588,7 +616,7 @@ def import_command(
         result = import_pickle(
             path,
             name,
-            ModelStore(settings.store),
+            open_store(settings),
             trust_pickle=trust_pickle,
             feature_names=names,
             fmt=format.value,

@@ -125,7 +125,4 @@ async def read_run_and_await(
                 result = work(body)
             return await then(result)
     except TimeoutError:
-        raise DeadlineExceededError(
-            f"the request took longer than its deadline of {settings.request_timeout:g} s "
-            "(MODELSERVE_REQUEST_TIMEOUT)"
-        ) from None
+        raise DeadlineExceededError.after(settings.request_timeout) from None

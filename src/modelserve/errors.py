@@ -170,6 +170,14 @@ class UnsupportedOutputError(ModelServeError):
 class DeadlineExceededError(ModelServeError):
     code = "deadline-exceeded"
 
+    @classmethod
+    def after(cls, seconds: float) -> DeadlineExceededError:
+        """The error of a request that passed its deadline of ``seconds``."""
+        return cls(
+            f"the request took longer than its deadline of {seconds:g} s "
+            "(MODELSERVE_REQUEST_TIMEOUT)"
+        )
+
 
 class OverloadedError(ModelServeError):
     code = "overloaded"

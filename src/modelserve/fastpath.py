@@ -11,6 +11,11 @@ arriving while the server is at its concurrency limit, and every request that fa
 which the app then answers with its usual error body. So the fast lane changes how fast a good
 answer comes, never what any answer is.
 
+Two answers do not wait for the app, because they are about the body the lane is reading: a
+body that has not arrived within ``MODELSERVE_REQUEST_TIMEOUT`` gets the app's 504 (from the
+same error table), and a client that disconnects before its body ends is recorded as 499 with
+nothing sent, as the app records it.
+
 The lane also answers the health probes (``GET``) of a server that is up and ready, from the
 same schema models the routes return: orchestrators probe every few seconds, even at full load,
 and the first probe after start-up would otherwise wait for FastAPI to finish building its
@@ -20,26 +25,29 @@ answered by the app (a 503).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import oip
-from modelserve.errors import ModelServeError
+from modelserve.errors import DeadlineExceededError, ModelServeError
 from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
+from modelserve.problems import CLIENT_CLOSED, exception_response
 from modelserve.registry import ModelRegistry
 from modelserve.schemas import Liveness, Readiness
 from modelserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/(\d+)/)?predict$")
-_V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/(\d+)/)?infer$")
+# Versions are ASCII digits, as everywhere (store.parse_version); \d takes other scripts' too.
+_NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/([0-9]+)/)?predict$")
+_V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/([0-9]+)/)?infer$")
 _JSON = (b"content-type", b"application/json")
 _BINARY = (b"content-type", b"application/octet-stream")
 _TEMPLATES = {
@@ -89,6 +97,7 @@ class FastLane:
         # Larger bodies are offloaded to a thread by the routes; none may pass the body limit.
         self.max_inline = min(settings.offload_body_bytes, settings.max_body_bytes)
         self.micro_batching = settings.micro_batching
+        self.request_timeout = settings.request_timeout
         self.observer = observer
         self.in_flight = in_flight
         # The models, once the runtime's lifespan has loaded them (the app reads the same
@@ -98,6 +107,11 @@ class FastLane:
         # What each path POSTed to means, looked up once: two regular expressions per request
         # cost more than the dictionary. Bounded, so clients sending any paths cannot grow it.
         self._targets: dict[str, _Target | None] = {}
+        # The requests whose bodies are being read, with their deadlines; those cut off.
+        # A dictionary entry per request, where a timer per request would cost several times
+        # as much: one task of the runtime's (expire) looks a few times a second.
+        self._reading: dict[asyncio.Task[Any] | None, float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
 
     async def serve(
         self, owner: Owner, scope: Scope, receive: Receive, send: Send, app: ASGIApp
@@ -154,8 +168,14 @@ class FastLane:
         arrived = time.perf_counter()
         in_flight.active += 1
         try:
-            body, complete = await _read_small(receive, self.max_inline)
-            if complete:
+            chunks: list[bytes] = []
+            read = await self._read(receive, chunks, arrived + self.request_timeout)
+            body = b"".join(chunks)
+            if read is not _COMPLETE and read is not _LARGE:
+                # The client went away, or is too slow: answered here, as the app would.
+                await self._refuse(scope, send, target, read, arrived)
+                return
+            if read is _COMPLETE:
                 info = RequestInfo("")
                 answered = self._answer(registry, body, target, info)
                 if answered is not None:
@@ -165,7 +185,7 @@ class FastLane:
         finally:
             in_flight.active -= 1
         scope[ARRIVED_KEY] = arrived
-        await app(scope, _replay(body, complete, receive), send)
+        await app(scope, _replay(body, read is _COMPLETE, receive), send)
 
     async def probe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Answer a ``GET`` of one of :data:`PROBES`; the app answers it when not ready."""
@@ -205,16 +225,83 @@ class FastLane:
         ]
         if header_length is not None:  # /v2 binary tensors after a JSON header
             headers.append((_HEADER_LENGTH, str(header_length).encode()))
+        await self._respond(scope, send, info, 200, headers, answer, arrived)
+
+    async def _respond(
+        self,
+        scope: Scope,
+        send: Send,
+        info: RequestInfo,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        arrived: float,
+    ) -> None:
+        """Send one response (with the request id), then record the request."""
         observer = self.observer
         if observer.request_id_header:
             headers.append((b"x-request-id", info.request_id.encode()))
-        status = 500
+        sent = 500
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            status = 200
-            await send({"type": "http.response.body", "body": answer})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            sent = status
+            await send({"type": "http.response.body", "body": body})
         finally:
-            observer.record(scope, info, status, time.perf_counter() - arrived)
+            observer.record(scope, info, sent, time.perf_counter() - arrived)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, target: _Target, read: str, arrived: float
+    ) -> None:
+        """Record a client that went away (499, nothing sent), or answer one too slow (504)."""
+        info = RequestInfo(request_id_of(scope["headers"]), route=target[3])
+        if read is _GONE:
+            self.observer.record(scope, info, CLIENT_CLOSED, time.perf_counter() - arrived)
+            return
+        error = DeadlineExceededError.after(self.request_timeout)
+        response = exception_response(scope["method"], scope["path"], error)
+        headers, body = list(response.raw_headers), bytes(response.body)
+        await self._respond(scope, send, info, response.status_code, headers, body, arrived)
+
+    async def _read(self, receive: Receive, chunks: list[bytes], deadline: float) -> str:
+        """Read the body into ``chunks`` until it ends or passes the lane's limit; say how it
+        ended: :data:`_SLOW` when :meth:`expire` found it past ``deadline`` (perf_counter).
+
+        The chunks are the caller's, so what was read is kept when the reading is cut off.
+        """
+        task = asyncio.current_task()
+        reading, limit = self._reading, self.max_inline
+        reading[task] = deadline
+        size = 0
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return _GONE
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                if not message.get("more_body", False):
+                    return _COMPLETE
+                if size > limit:
+                    return _LARGE
+        except asyncio.CancelledError:
+            if task is None or task not in self._expired:
+                raise  # not the deadline's: the server is stopping
+            self._expired.discard(task)
+            task.uncancel()
+            return _SLOW
+        finally:
+            del reading[task]
+
+    def expire(self, now: float) -> int:
+        """Cut off the bodies still being read past their deadline; how many (the runtime's
+        deadline task calls this a few times a second)."""
+        late = [task for task, deadline in self._reading.items() if deadline <= now]
+        for task in late:
+            if task is not None and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        return len(late)
 
     def _answer(
         self, registry: ModelRegistry, body: bytes, target: _Target, info: RequestInfo
@@ -237,21 +324,10 @@ def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
     return True
 
 
-async def _read_small(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Read the body until it ends or passes ``limit``; say whether all of it was read."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-        if size > limit:
-            return b"".join(chunks), False
+_COMPLETE = "complete"  # the whole body was read
+_LARGE = "large"  # the body passed the lane's limit; the rest is still to be read
+_GONE = "gone"  # the client disconnected
+_SLOW = "slow"  # the deadline passed first
 
 
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:

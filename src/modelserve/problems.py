@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -71,6 +71,8 @@ ERROR_TABLE: dict[type[ModelServeError], HTTPStatus] = {
 ERROR_HEADERS: dict[type[ModelServeError], dict[str, str]] = {
     UnauthorizedError: {"WWW-Authenticate": "Bearer"},
     OverloadedError: {"Retry-After": "1"},
+    # A client too slow to send its body may still be sending it: do not wait for the rest.
+    DeadlineExceededError: {"Connection": "close"},
 }
 """Headers an error's response carries besides its body."""
 
@@ -133,6 +135,30 @@ def error_response(
     )
 
 
+def exception_response(method: str, path: str, exc: ModelServeError) -> Response:
+    """The response for a core error raised by a request to ``path``, from the table."""
+    status = status_for(exc)
+    if status in (HTTPStatus.INTERNAL_SERVER_ERROR, HTTPStatus.GATEWAY_TIMEOUT):
+        logger.error("%s %s failed: %s", method, path, exc.message)
+    return error_response(
+        path,
+        status,
+        exc.message,
+        code=exc.code,
+        problems=exc.problems,
+        headers=ERROR_HEADERS.get(type(exc)),
+    )
+
+
+CLIENT_CLOSED = 499
+"""The status recorded for a request whose client went away before it was answered (nginx's);
+nothing is sent, there is no one to read it."""
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=CLIENT_CLOSED)
+
+
 def _describe_error(request: Request, exc: Exception) -> Response:
     """Turn any exception that reached the app's edge into a problem+json response."""
     # Imported here: the app that installed this handler has imported FastAPI already, and the
@@ -141,17 +167,7 @@ def _describe_error(request: Request, exc: Exception) -> Response:
 
     path = request.url.path
     if isinstance(exc, ModelServeError):
-        status = status_for(exc)
-        if status in (HTTPStatus.INTERNAL_SERVER_ERROR, HTTPStatus.GATEWAY_TIMEOUT):
-            logger.error("%s %s failed: %s", request.method, path, exc.message)
-        return error_response(
-            path,
-            status,
-            exc.message,
-            code=exc.code,
-            problems=exc.problems,
-            headers=ERROR_HEADERS.get(type(exc)),
-        )
+        return exception_response(request.method, path, exc)
     if isinstance(exc, RequestValidationError):
         problems = [
             Problem(tuple(error["loc"]), str(error["msg"]), str(error["type"]).replace("_", "-"))
@@ -187,6 +203,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for cls in (ModelServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(cls, _error_handler)
+    # The client's doing, not the server's: no error, no traceback; the access line says 499.
+    app.add_exception_handler(ClientDisconnect, _client_gone)
 
 
 class BodyLimitMiddleware:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from starlette.datastructures import State
 
+from modelserve import connections
 from modelserve.batching import Batchers
 from modelserve.errors import StoreError
 from modelserve.fastpath import FastLane, InFlight
@@ -98,6 +100,7 @@ class Runtime:
             if settings.poll_interval > 0:
                 tasks.start_soon(_watch_store, registry, settings.poll_interval)
             tasks.start_soon(_flush_every_second, metrics)
+            tasks.start_soon(_enforce_deadlines, self.lane, settings)
             tasks.start_soon(_freeze_when_confirmed, registry)
             yield
             tasks.cancel_scope.cancel()
@@ -113,6 +116,22 @@ async def _watch_store(registry: ModelRegistry, interval: float) -> None:
             await anyio.to_thread.run_sync(registry.sync)
         except Exception:
             logger.exception("scanning the store failed; retrying in %.1f s", interval)
+
+
+async def _enforce_deadlines(lane: FastLane | None, settings: Settings) -> None:
+    """Cut off what waits past its deadline: bodies the lane reads, headers on connections.
+
+    A few looks a second, so a deadline is kept to within a quarter of itself (a second at
+    most), at no cost to each request.
+    """
+    header_timeout = settings.header_timeout
+    period = min(1.0, settings.request_timeout / 4, header_timeout / 4)
+    while True:
+        await anyio.sleep(period)
+        now = time.perf_counter()
+        if lane is not None:
+            lane.expire(now)
+        connections.close_slow(now, header_timeout)
 
 
 async def _freeze_when_confirmed(registry: ModelRegistry) -> None:

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
             "so a large batch never stalls the event loop; smaller ones run inline."
         ),
     )
+    max_model_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description=(
+            "Largest model file the store reads, and the most a skops archive may unpack to; "
+            "larger ones are refused unread."
+        ),
+    )
     allow_pickle: bool = Field(
         default=False,
         description=(
@@ -69,7 +77,26 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         default=30.0,
         gt=0,
-        description="Seconds a request may take to send its body and be predicted (504 after).",
+        description=(
+            "Seconds a request may take to send its body and be predicted, whatever its size "
+            "(504 after)."
+        ),
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a client may take to send a request's headers, from the moment it "
+            "connects or begins the request; the connection is closed after."
+        ),
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds a stopping server (SIGTERM) waits for the requests in flight before it "
+            "cancels them and exits."
+        ),
     )
     max_concurrent_requests: int = Field(
         default=256,

@@ -29,6 +29,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.entry import paused_gc
+from modelserve.lifecycle import die_with_parent
 from modelserve.observe import ARRIVED_KEY
 from modelserve.problems import error_response
 from modelserve.runtime import Runtime
@@ -55,7 +56,10 @@ def create_staged_app() -> StagedApp:
     A worker whose build fails answers 503 to everything (readiness too) rather than exiting,
     which its supervisor would answer by starting it again, failing the same way.
     """
-    return StagedApp(Runtime(Settings()))
+    die_with_parent()
+    logging.captureWarnings(True)  # uvicorn configured this worker's logging, not serve
+    settings = Settings()
+    return StagedApp(Runtime(settings))
 
 
 class StagedApp:
