@@ -14,17 +14,14 @@ from fastapi.testclient import TestClient
 from modelserve.main import create_app
 from modelserve.settings import Settings
 from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
-from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command
+from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command, train_template
 
 
 @pytest.fixture(scope="session")
 def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store trained once: `default` v1 (linear, 10 features), `clf` v1 (4 features)."""
     root = tmp_path_factory.mktemp("template") / "models"
-    store = ModelStore(root)
-    train(TrainConfig(name="default", samples=200), store)
-    train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
+    train_template(root)
     return root
 
 

@@ -22,6 +22,16 @@ ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0]
 """One valid row for the `default` model (10 features)."""
 
 
+def train_template(root: Path) -> None:
+    """The store most tests serve: `default` v1 (linear, x0..x9), `clf` v1 (x0..x3)."""
+    from modelserve.store import ModelStore  # noqa: PLC0415 - helpers stay cheap to import
+    from modelserve.train_model import TrainConfig, train  # noqa: PLC0415
+
+    store = ModelStore(root)
+    train(TrainConfig(name="default", samples=200), store)
+    train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
+
+
 def assert_problem(
     response: httpx.Response, status: int, type_suffix: str, *, detail_contains: str = ""
 ) -> dict[str, Any]:

@@ -387,7 +387,7 @@ def _uvicorn_options(settings: Settings, log_config: dict[str, Any]) -> dict[str
         "log_config": log_config,
         "access_log": False,  # modelserve's access log replaces uvicorn's
         "ws": "none",  # no WebSocket routes: skips importing a WebSocket library at start
-        "http": PROTOCOL,  # uvicorn's, with a deadline for request headers
+        "http": PROTOCOL,  # uvicorn's httptools, its connections under the header deadline
         "timeout_graceful_shutdown": settings.drain_timeout,
     }
 
