@@ -365,10 +365,6 @@ _COMMON = re.compile(
 )  # fmt: skip
 
 
-_DATA_GROUP = 5  # _COMMON's group of the flat data
-_DATA_KEY = b'"data"'
-
-
 class _Form(NamedTuple):
     """What :data:`_COMMON` read from a request around its data: all but the numbers."""
 
@@ -380,34 +376,12 @@ class _Form(NamedTuple):
     binary_default: bool
 
 
-# The forms seen lately, by the bytes before and after the data. A client sends the same
-# bytes around its numbers request after request, so one dictionary lookup replaces the
-# regular expression. Bounded: emptied when full.
-_FORMS: dict[tuple[bytes, bytes], _Form] = {}
-_MAX_FORMS = 256
-
-
 def _common_form(body: bytes) -> tuple[_Form, bytes] | None:
-    r"""The form of a :data:`_COMMON` request and its data (``[...]``); None: not one.
-
-    The data is the first ``[...]`` after the first ``"data"`` (no key or string before it can
-    hold a quote). A body whose bytes around it are those of a body that matched, and whose data
-    holds no ``]``, matches too, with the same groups: the data's group is ``\[[^\]]*\]``.
-    """
-    start = body.find(_DATA_KEY)
-    opened = body.find(b"[", start) if start >= 0 else -1
-    closed = body.find(b"]", opened) if opened >= 0 else -1
-    if closed < 0:
-        return None
-    around = body[:opened], body[closed + 1 :]
-    data = body[opened : closed + 1]
-    form = _FORMS.get(around)
-    if form is not None:
-        return form, data
+    """The form of a :data:`_COMMON` request and its data (``[...]``); None: not one."""
     match = _COMMON.fullmatch(body)
-    if match is None or match.span(_DATA_GROUP) != (opened, closed + 1):
+    if match is None:
         return None
-    request_id, name, rows, columns, _, output, binary, binary_output = match.groups()
+    request_id, name, rows, columns, data, output, binary, binary_output = match.groups()
     try:
         name.decode()  # the general path reads it, so it must be UTF-8
         text_id = None if request_id is None else request_id.decode()
@@ -422,9 +396,6 @@ def _common_form(body: bytes) -> tuple[_Form, bytes] | None:
         binary_default if binary is None else binary == b"true",
         binary_default,
     )
-    if len(_FORMS) >= _MAX_FORMS:
-        _FORMS.clear()
-    _FORMS[around] = form
     return form, data
 
 
@@ -743,12 +714,6 @@ def _json_head(name: str, version: int) -> bytes:
 _OUTPUT_START = b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
 
 
-@functools.lru_cache(maxsize=1024)
-def _json_start(name: str, version: int, rows: int) -> bytes:
-    """Everything before the data of the common JSON answer (no id), per batch size."""
-    return _json_head(name, version) + _OUTPUT_START % rows
-
-
 def encode(
     predictor: Predictor,
     prediction: Prediction,
@@ -768,18 +733,10 @@ def encode(
         # below (a test holds them equal), without building it.
         data = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
         rows = len(values)
-        if request_id is None:
-            body = _json_start(predictor.name, predictor.version, rows) + data + b"}]}"
-        else:
-            body = b"".join(
-                (
-                    _json_head(predictor.name, predictor.version),
-                    b',"id":' + orjson.dumps(request_id),
-                    _OUTPUT_START % rows,
-                    data,
-                    b"}]}",
-                )
-            )
+        head = _json_head(predictor.name, predictor.version)
+        if request_id is not None:
+            head += b',"id":' + orjson.dumps(request_id)
+        body = b"".join((head, _OUTPUT_START % rows, data, b"}]}"))
         return EncodedResponse(body, None, rows)
     return _encode_document(predictor, prediction, request_id, outputs)
 

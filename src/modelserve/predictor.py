@@ -310,11 +310,7 @@ class Predictor:
 
     def predict_batch(self, batch: Batch) -> Prediction:
         """Predict an already validated batch; refuse it if a prediction is not a number."""
-        linear = self._linear
-        if linear is not None and not batch.return_probabilities:  # predict_unchecked, inline
-            prediction = Prediction(predictions=batch.rows.dot(linear[0]) + linear[1])
-        else:
-            prediction = self.predict_unchecked(batch)
+        prediction = self.predict_unchecked(batch)
         self.check_finite(prediction.predictions)
         return prediction
 
