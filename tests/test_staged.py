@@ -107,8 +107,9 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
     staged = StagedApp(Runtime(settings), build=gated(gate))
     requests = [
         ("GET", "/v1/models/default", None),  # a route only the app has
-        ("POST", "/predict", {"instances": [[1.0]]}),  # a bad body: the app's 422
-        # a classifier's probabilities: the route builds that body
+        # a body past the lane's limit (and the body limit): the app's 413
+        ("POST", "/predict", {"instances": [[1.0]], "padding": " " * 25_000}),
+        # a micro-batched model (no linear form): the route merges its requests
         (
             "POST",
             "/v1/models/clf/predict",
@@ -148,7 +149,7 @@ def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
             assert answer.status_code == expected.status_code, path
             assert answer.headers["content-type"] == expected.headers["content-type"], path
             assert answer.json() == expected.json(), path
-    assert_problem(answers["/predict"], 422, "feature-count", detail_contains="takes 10 features")
+    assert_problem(answers["/predict"], 413, "payload-too-large")
     assert len(answers["/v1/models/clf/predict"].json()["probabilities"]) == 1
     # The time held counts in each request's latency, as any queueing does.
     assert sorted(f["path"] for f in held) == sorted(path for _, path, _ in requests)

@@ -33,6 +33,7 @@ from modelserve.logs import logging_config
 from modelserve.metrics import MULTIPROC_ENV
 from modelserve.registry import ModelRegistry, load_policy, open_store
 from modelserve.report import PLOT_FILE
+from modelserve.schemas import prediction_body
 from modelserve.settings import Settings, settings_environment
 from modelserve.signing import generate_keys, load_signing_key
 from modelserve.store import parse_version
@@ -456,15 +457,7 @@ def predict_command(
         for problem in exc.problems[1:]:
             _err().print(f"  {escape(problem.msg)}", highlight=False)
         _fail(exc.message)
-    result: dict[str, Any] = {
-        "model_name": predictor.name,
-        "model_version": predictor.version,
-        "predictions": prediction.predictions.tolist(),
-    }
-    if prediction.probabilities is not None:
-        result["classes"] = prediction.classes
-        result["probabilities"] = prediction.probabilities.tolist()
-    _echo_json(result)
+    _echo_json(prediction_body(predictor.name, predictor.version, prediction))
 
 
 def _score_file(

@@ -3,18 +3,20 @@
 FastAPI's routing, dependency injection and its middleware stack cost more than validating and
 predicting a one-row batch. The app (:class:`modelserve.main.ModelServeApp`) hands each
 ``POST`` to :class:`FastLane` first. The lane answers small predict and infer requests itself,
-with the same core calls the routes make (registry -> predictor / oip) and the same
-observability (request id, metrics, access line) and concurrency limit as the middleware, and
-hands *everything else* to the app untouched: other routes, large bodies (which the routes
-offload to a thread under the deadline), servers with an inference key or tracing, requests
-arriving while the server is at its concurrency limit, and every request that fails in any way,
-which the app then answers with its usual error body. So the fast lane changes how fast a good
-answer comes, never what any answer is.
+completely: with the same core calls the routes make (registry -> predictor / oip), the same
+answer document (``schemas.prediction_body``, ``oip.encode``), the same error table for what
+fails (``problems.exception_response``; ``problems.unexpected_response``, logged with its
+traceback, for what nobody foresaw), and the same observability (request id, metrics, access
+line) and concurrency limit as the middleware. It hands a request to the app untouched, before
+doing any work on it, when the lane is not the place: other routes, large bodies (which the
+routes offload to a thread under the deadline), servers with an inference key or tracing,
+requests arriving while the server is at its concurrency limit, models whose requests are
+micro-batched. So the fast lane changes how fast an answer comes, never what any answer is (the
+replay corpus sends every request both ways).
 
-Two answers do not wait for the app, because they are about the body the lane is reading: a
-body that has not arrived within ``MODELSERVE_REQUEST_TIMEOUT`` gets the app's 504 (from the
-same error table), and a client that disconnects before its body ends is recorded as 499 with
-nothing sent, as the app records it.
+A body that has not arrived within ``MODELSERVE_REQUEST_TIMEOUT`` gets the table's 504, and a
+client that disconnects before its body ends is recorded as 499 with nothing sent, as the app
+records it.
 
 The lane also answers the health probes (``GET``) of a server that is up and ready, from the
 same schema models the routes return: orchestrators probe every few seconds, even at full load,
@@ -38,15 +40,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve import oip
 from modelserve.errors import DeadlineExceededError, ModelServeError
 from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
-from modelserve.problems import CLIENT_CLOSED, exception_response
+from modelserve.problems import CLIENT_CLOSED, exception_response, unexpected_response
 from modelserve.registry import ModelRegistry
-from modelserve.schemas import Liveness, Readiness
+from modelserve.schemas import Liveness, Readiness, prediction_body
 from modelserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # Versions are ASCII digits, as everywhere (store.parse_version); \d takes other scripts' too.
-_NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/([0-9]+)/)?predict$")
+# /v1 refuses version 0 before looking for it (a 422, from the route's ge=1): the app says so.
+_NATIVE = re.compile(r"^/v1/models/([^/]+)/(?:versions/(0*[1-9][0-9]*)/)?predict$")
 _V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/([0-9]+)/)?infer$")
 _JSON = (b"content-type", b"application/json")
 _BINARY = (b"content-type", b"application/octet-stream")
@@ -171,13 +174,18 @@ class FastLane:
             chunks: list[bytes] = []
             read = await self._read(receive, chunks, arrived + self.request_timeout)
             body = b"".join(chunks)
-            if read is not _COMPLETE and read is not _LARGE:
+            if read is _GONE or read is _SLOW:
                 # The client went away, or is too slow: answered here, as the app would.
                 await self._refuse(scope, send, target, read, arrived)
                 return
             if read is _COMPLETE:
                 info = RequestInfo("")
-                answered = self._answer(registry, body, target, info)
+                try:
+                    answered = self._answer(registry, body, target, info)
+                except Exception as exc:  # rendered as the app renders it, from the one table
+                    info.request_id = request_id_of(scope["headers"])
+                    await self._fail(scope, send, info, exc, arrived)
+                    return
                 if answered is not None:
                     info.request_id = request_id_of(scope["headers"])
                     await self._send(scope, send, info, *answered, arrived)
@@ -185,7 +193,7 @@ class FastLane:
         finally:
             in_flight.active -= 1
         scope[ARRIVED_KEY] = arrived
-        await app(scope, _replay(body, read is _COMPLETE, receive), send)
+        await app(scope, _replay(body, read is not _LARGE, receive), send)
 
     async def probe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Answer a ``GET`` of one of :data:`PROBES`; the app answers it when not ready."""
@@ -249,6 +257,19 @@ class FastLane:
         finally:
             observer.record(scope, info, sent, time.perf_counter() - arrived)
 
+    async def _fail(
+        self, scope: Scope, send: Send, info: RequestInfo, exc: Exception, arrived: float
+    ) -> None:
+        """Answer a request that failed in the lane exactly as the app would."""
+        method, path = scope["method"], scope["path"]
+        response = (
+            exception_response(method, path, exc)
+            if isinstance(exc, ModelServeError)
+            else unexpected_response(method, path, exc)
+        )
+        headers, body = list(response.raw_headers), bytes(response.body)
+        await self._respond(scope, send, info, response.status_code, headers, body, arrived)
+
     async def _refuse(
         self, scope: Scope, send: Send, target: _Target, read: str, arrived: float
     ) -> None:
@@ -281,7 +302,7 @@ class FastLane:
                 chunks.append(chunk)
                 size += len(chunk)
                 if not message.get("more_body", False):
-                    return _COMPLETE
+                    return _COMPLETE if size <= limit else _LARGE_WHOLE
                 if size > limit:
                     return _LARGE
         except asyncio.CancelledError:
@@ -306,11 +327,26 @@ class FastLane:
     def _answer(
         self, registry: ModelRegistry, body: bytes, target: _Target, info: RequestInfo
     ) -> _Answer | None:
-        try:
-            return _answer(registry, body, *target, info, self.micro_batching)
-        except Exception:  # the app answers it again, and renders whatever goes wrong
-            logger.debug("the fast lane handed a request on after an error", exc_info=True)
-            return None
+        """The answer to a request, or None, before any work, when the app is to answer it.
+
+        Raises what the core raises; :meth:`__call__` renders it through the error table.
+        ``info`` (the request's observability record) learns the model, version and rows.
+        """
+        name, version, v2, info.route = target
+        predictor = registry.get(name, None if version is None else int(version))
+        if self.micro_batching and predictor.batchable:
+            return None  # the route merges it with other requests to the same model
+        info.model, info.version = predictor.name, predictor.version
+        if v2:
+            info.api = "v2"
+            encoded = oip.infer(predictor, body, None)
+            info.rows = encoded.rows
+            return encoded.body, encoded.header_length
+        info.api = "native"
+        prediction = predictor.predict_json(body)
+        info.rows = len(prediction.predictions)
+        document = prediction_body(predictor.name, predictor.version, prediction)
+        return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY), None
 
 
 def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
@@ -326,6 +362,7 @@ def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
 
 _COMPLETE = "complete"  # the whole body was read
 _LARGE = "large"  # the body passed the lane's limit; the rest is still to be read
+_LARGE_WHOLE = "large-whole"  # all of the body was read, and it is over the lane's limit
 _GONE = "gone"  # the client disconnected
 _SLOW = "slow"  # the deadline passed first
 
@@ -342,55 +379,3 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
-
-
-def _answer(
-    registry: ModelRegistry,
-    body: bytes,
-    name: str,
-    version: str | None,
-    v2: bool,
-    route: str,
-    info: RequestInfo,
-    micro_batching: bool,
-) -> _Answer | None:
-    """The response for a good request, or None to let the app handle it.
-
-    ``info`` (the request's observability record) learns the model, version and rows.
-    """
-    try:
-        predictor = registry.get(name, None if version is None else int(version))
-        if micro_batching and predictor.batchable:
-            return None  # the route merges it with other requests to the same model
-        if v2:
-            encoded = oip.infer(predictor, body, None)
-            _note(info, predictor.name, predictor.version, "v2", encoded.rows, route)
-            return encoded.body, encoded.header_length
-        prediction = predictor.predict_json(body)
-    except ModelServeError:
-        return None
-    if prediction.probabilities is not None or prediction.predictions.dtype.kind not in "fiu":
-        return None  # classifiers' richer bodies are built by the route
-    rows = len(prediction.predictions)
-    _note(info, predictor.name, predictor.version, "native", rows, route)
-    answer = orjson.dumps(
-        {
-            "model_name": predictor.name,
-            "model_version": predictor.version,
-            "predictions": prediction.predictions,
-        },
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )
-    return answer, None
-
-
-def _note(
-    info: RequestInfo,
-    name: str,
-    version: int,
-    api: str,
-    rows: int,
-    route: str,
-) -> None:
-    info.model, info.version, info.api, info.rows = name, version, api, rows
-    info.route = route

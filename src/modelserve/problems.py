@@ -187,7 +187,13 @@ def _describe_error(request: Request, exc: Exception) -> Response:
         else:
             detail = str(exc.detail)
         return error_response(path, exc.status_code, detail, headers=dict(exc.headers or {}))
-    logger.error("unhandled error on %s %s", request.method, path, exc_info=exc)
+    return unexpected_response(request.method, path, exc)
+
+
+def unexpected_response(method: str, path: str, exc: Exception) -> Response:
+    """The 500 for an error nobody foresaw (a bug, a model that raises): logged with its
+    traceback, never described to the client."""
+    logger.error("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(
         path, 500, "internal server error; the server logged the details", code="internal-error"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import BeforeValidator
@@ -27,7 +26,7 @@ from modelserve.deps import (
 from modelserve.errors import ModelUnavailableError
 from modelserve.metrics import Metrics
 from modelserve.observe import note_model
-from modelserve.predictor import Prediction, Predictor
+from modelserve.predictor import Predictor
 from modelserve.problems import error_responses
 from modelserve.registry import ModelRegistry
 from modelserve.report import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
@@ -41,6 +40,7 @@ from modelserve.schemas import (
     Readiness,
     ReportLinks,
     VersionSummary,
+    prediction_body,
 )
 from modelserve.settings import Settings
 from modelserve.store import parse_version
@@ -96,24 +96,7 @@ async def _predict(predictor: Predictor, request: Request, settings: Settings) -
         )
     if info is not None:
         info.rows = len(prediction.predictions)
-    return json_response(_prediction_body(predictor, prediction))
-
-
-def _prediction_body(predictor: Predictor, prediction: Prediction) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model_name": predictor.name,
-        "model_version": predictor.version,
-        "predictions": _plain(prediction.predictions),
-    }
-    if prediction.probabilities is not None:
-        body["classes"] = prediction.classes
-        body["probabilities"] = prediction.probabilities
-    return body
-
-
-def _plain(values: np.ndarray) -> Any:
-    # orjson serializes numeric arrays natively; labels of other dtypes go through tolist().
-    return values if values.dtype.kind in "fiub" else values.tolist()
+    return json_response(prediction_body(predictor.name, predictor.version, prediction))
 
 
 @router.post(
