@@ -28,7 +28,6 @@ answered by the app (a 503).
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from typing import Any, Protocol
@@ -44,8 +43,6 @@ from modelserve.problems import CLIENT_CLOSED, exception_response, unexpected_re
 from modelserve.registry import ModelRegistry
 from modelserve.schemas import Liveness, Readiness, prediction_body
 from modelserve.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 # Versions are ASCII digits, as everywhere (store.parse_version); \d takes other scripts' too.
 # /v1 refuses version 0 before looking for it (a 422, from the route's ge=1): the app says so.
