@@ -31,8 +31,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from modelserve.store import ModelStore  # noqa: E402
-from modelserve.train_model import TrainConfig, train  # noqa: E402
+from modelserve.core.store import ModelStore  # noqa: E402
+from modelserve.training.train import TrainConfig, train  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
 WARM_UP = 300

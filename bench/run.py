@@ -35,8 +35,8 @@ import skops.io as sio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from modelserve.store import ModelStore  # noqa: E402
-from modelserve.train_model import TrainConfig, train  # noqa: E402
+from modelserve.core.store import ModelStore  # noqa: E402
+from modelserve.training.train import TrainConfig, train  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.store import ModelStore
+from modelserve.core.settings import Settings
+from modelserve.core.store import ModelStore
+from modelserve.http.app import create_app
 from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command, train_template
 
 

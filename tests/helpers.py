@@ -24,8 +24,8 @@ ROW = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0]
 
 def train_template(root: Path) -> None:
     """The store most tests serve: `default` v1 (linear, x0..x9), `clf` v1 (x0..x3)."""
-    from modelserve.store import ModelStore  # noqa: PLC0415 - helpers stay cheap to import
-    from modelserve.train_model import TrainConfig, train  # noqa: PLC0415
+    from modelserve.core.store import ModelStore  # noqa: PLC0415 - helpers stay cheap to import
+    from modelserve.training.train import TrainConfig, train  # noqa: PLC0415
 
     store = ModelStore(root)
     train(TrainConfig(name="default", samples=200), store)
@@ -105,7 +105,7 @@ def running_server(
         base.pid = process.pid
         try:
             wait_until_up(base + wait_for, process, log, timeout)
-            # `modelserve serve` listens before its FastAPI app is built (modelserve.staged) and
+            # `modelserve serve` listens before its FastAPI app is built (http.staged) and
             # holds what the fast lane does not answer until it is. Only the app answers
             # /metrics (200, or 404 when switched off), and a probe path is never logged, so
             # after this every test starts against the whole server, its access log untouched.

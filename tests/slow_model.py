@@ -10,9 +10,9 @@ import pickle
 import time
 from typing import Any
 
-from modelserve.manifest import LINEAR_FILE
-from modelserve.store import LoadPolicy, ModelStore, sha256_hex
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.manifest import LINEAR_FILE
+from modelserve.core.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.training.train import TrainConfig, train
 
 
 class SlowRegressor:

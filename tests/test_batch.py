@@ -14,9 +14,9 @@ import pytest
 import skops.io as sio
 from typer.testing import CliRunner
 
-from modelserve.batch import count_rows
-from modelserve.cli import app
-from modelserve.store import ModelStore
+from modelserve.cli.commands import app
+from modelserve.core.store import ModelStore
+from modelserve.dataplane.scoring import count_rows
 
 runner = CliRunner()
 FEATURES = [f"x{i}" for i in range(10)]

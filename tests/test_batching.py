@@ -12,13 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
-from modelserve.batching import Batchers, MicroBatcher
-from modelserve.errors import InvalidInputError, UnsupportedOutputError
-from modelserve.predictor import Batch, Predictor
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
-from modelserve.store import LoadPolicy, ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.batching import Batchers, MicroBatcher
+from modelserve.core.errors import InvalidInputError, UnsupportedOutputError
+from modelserve.core.predictor import Batch, Predictor
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.core.store import LoadPolicy, ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, free_port, running_server, serve_command
 from tests.slow_model import publish_slow_model
 from tests.test_metrics import scrape, value

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[1]

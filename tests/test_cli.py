@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from modelserve.cli import app
-from modelserve.store import ModelStore
+from modelserve.cli.commands import app
+from modelserve.core.store import ModelStore
 from tests.helpers import ROW
 from tests.test_store import MARKER_NAME, plant_malicious_pickle
 

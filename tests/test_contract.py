@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command
 
 CONFIG = Path(__file__).parent / "contract" / "schemathesis.toml"

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import skops.io as sio
 
-from modelserve.store import ModelStore
+from modelserve.core.store import ModelStore
 from tests.helpers import ROW, assert_problem, free_port, running_server
 from tests.test_store import MARKER_NAME, plant_malicious_pickle
 

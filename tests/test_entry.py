@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from modelserve.entry import paused_gc
+from modelserve.ops.gc import paused_gc
 
 
 def test_paused_gc_pauses_the_collector_and_freezes_what_the_block_made() -> None:

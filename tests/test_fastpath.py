@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from modelserve.fastpath import PROBES
-from modelserve.main import create_app
-from modelserve.observe import RequestInfo
-from modelserve.settings import Settings
-from modelserve.store import ModelStore
+from modelserve.core.settings import Settings
+from modelserve.core.store import ModelStore
+from modelserve.http.app import create_app
+from modelserve.http.fastpath import PROBES
+from modelserve.ops.observe import RequestInfo
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
 from tests.slow_model import FAILING_VALUE, FailingRegressor, publish_slow_model
 
@@ -192,7 +192,7 @@ def test_a_model_failing_in_the_lane_is_answered_there_as_the_app_answers_it(
     assert lane_log[0].exc_info is not None
     assert str(lane_log[0].exc_info[1]) == "the model failed"
     assert app_log[0].getMessage() == lane_log[0].getMessage()
-    assert not [r for r in caplog.records if r.name == "modelserve.fastpath"]
+    assert not [r for r in caplog.records if r.name == "modelserve.http.fastpath"]
 
 
 def test_the_lane_sheds_load_at_the_shared_concurrency_limit(

@@ -20,14 +20,14 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from modelserve.cli import app as cli_app
-from modelserve.errors import DeserializationError, IntegrityError, ManifestError
-from modelserve.files import RefusedFileError, StoreLimits, check_archive, read_regular
-from modelserve.main import create_app
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
-from modelserve.store import LoadPolicy, ModelStore, sha256_hex
-from modelserve.train_model import TrainConfig, train
+from modelserve.cli.commands import app as cli_app
+from modelserve.core.errors import DeserializationError, IntegrityError, ManifestError
+from modelserve.core.files import RefusedFileError, StoreLimits, check_archive, read_regular
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.core.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.http.app import create_app
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ADMIN, ADMIN_KEY, ROW, free_port, running_server, serve_command
 
 POLL = 0.2

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelserve.logs import (
+from modelserve.core.store import ModelStore
+from modelserve.ops.logs import (
     TEXT_FORMAT,
     AccessEntry,
     AccessLog,
@@ -30,8 +31,7 @@ from modelserve.logs import (
     logging_config,
     resolve_format,
 )
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, free_port, running_server, serve_command
 
 
@@ -181,7 +181,7 @@ def test_buffered_handler_writes_in_batches_and_at_once_for_warnings() -> None:
 
 
 def test_access_records_work_with_any_format_string(caplog: pytest.LogCaptureFixture) -> None:
-    from modelserve.observe import AccessRecord  # noqa: PLC0415
+    from modelserve.ops.observe import AccessRecord  # noqa: PLC0415
 
     record = AccessRecord("%s %d", ("GET /x", 200), {"status": 200})
     every = (

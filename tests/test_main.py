@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.store import LoadPolicy, ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.settings import Settings
+from modelserve.core.store import LoadPolicy, ModelStore
+from modelserve.http.app import create_app
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, assert_problem
 
 
@@ -376,7 +376,8 @@ def test_importing_the_app_module_builds_no_app_until_uvicorn_asks_for_one(
     # `modelserve serve` imports main for create_app: no second app, and no rich (CLI output).
     script = """
 import sys
-from modelserve import cli, main
+from modelserve import main
+from modelserve.cli import commands as cli
 print("app" in vars(main), sorted({m.split(".")[0] for m in sys.modules} & {"rich"}))
 app = main.app
 print(type(app).__name__, main.app is app)

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelserve.main import create_app
-from modelserve.metrics import LATENCY_BUCKETS, Metrics, _add, _observe
-from modelserve.settings import Settings
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.settings import Settings
+from modelserve.core.store import ModelStore
+from modelserve.http.app import create_app
+from modelserve.ops.metrics import LATENCY_BUCKETS, Metrics, _add, _observe
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

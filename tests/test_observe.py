@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
+from modelserve.core.settings import Settings
+from modelserve.http.app import create_app
 from tests.helpers import ROW, assert_problem
 
 GENERATED = re.compile(r"[0-9a-f]{32}")

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from modelserve import oip
-from modelserve.errors import InvalidInputError
-from modelserve.predictor import Prediction, Predictor
-from modelserve.store import LoadPolicy, ModelStore
+from modelserve.core.errors import InvalidInputError
+from modelserve.core.predictor import Prediction, Predictor
+from modelserve.core.store import LoadPolicy, ModelStore
+from modelserve.protocol import v2 as oip
 from tests.helpers import ROW
 
 FEATURES = [f"x{i}" for i in range(10)]

@@ -11,9 +11,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from modelserve.errors import InvalidInputError, UnsupportedOutputError
-from modelserve.predictor import Predictor
-from modelserve.store import LoadPolicy, ModelStore
+from modelserve.core.errors import InvalidInputError, UnsupportedOutputError
+from modelserve.core.predictor import Predictor
+from modelserve.core.store import LoadPolicy, ModelStore
 from tests.helpers import ROW
 
 
@@ -207,7 +207,7 @@ def test_linear_models_use_the_verified_lean_path(predictor: Predictor) -> None:
 
 
 def test_the_lean_path_is_not_used_when_it_disagrees(template_store) -> None:  # type: ignore[no-untyped-def]
-    from modelserve.predictor import _verified_linear  # noqa: PLC0415
+    from modelserve.core.predictor import _verified_linear  # noqa: PLC0415
 
     artifact = ModelStore(template_store).load("default", None, LoadPolicy())
     estimator = artifact.estimator

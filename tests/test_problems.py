@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from modelserve import errors
-from modelserve.problems import ERROR_TABLE, problem_body, status_for
+from modelserve.core import errors
+from modelserve.http.problems import ERROR_TABLE, problem_body, status_for
 
 
 @pytest.mark.parametrize(

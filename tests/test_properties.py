@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
+from modelserve.core.settings import Settings
+from modelserve.http.app import create_app
 from tests.helpers import ROW
 
 PATHS = [

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from modelserve.cli import app
-from modelserve.errors import EngineUnavailableError
-from modelserve.ray_engine import RayOptions, deployment_options, run
-from modelserve.settings import Settings
+from modelserve.cli.commands import app
+from modelserve.cli.ray_engine import RayOptions, deployment_options, run
+from modelserve.core.errors import EngineUnavailableError
+from modelserve.core.settings import Settings
 
 
 def test_fixed_replicas() -> None:

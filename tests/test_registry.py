@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelserve.errors import ModelNotFoundError, ModelUnavailableError, VersionNotFoundError
-from modelserve.manifest import LINEAR_FILE
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
-from modelserve.store import LoadPolicy, ModelStore, sha256_hex
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.errors import ModelNotFoundError, ModelUnavailableError, VersionNotFoundError
+from modelserve.core.manifest import LINEAR_FILE
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.core.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.training.train import TrainConfig, train
 
 
 def _corrupt(store: ModelStore, name: str, version: int) -> None:
@@ -287,9 +287,10 @@ def test_the_serve_path_loads_a_linear_model_without_importing_scikit_learn(
 ) -> None:
     script = f"""
 import sys
-from modelserve import cli, main
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
+from modelserve import main
+from modelserve.cli import commands as cli
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
 registry = ModelRegistry(Settings(store={str(store_path)!r}), defer_estimators=True,
                          confirm_in_background=False)
 registry.load_model("default")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve.errors import PublishError
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.store import ManifestDraft, ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.errors import PublishError
+from modelserve.core.settings import Settings
+from modelserve.core.store import ManifestDraft, ModelStore
+from modelserve.http.app import create_app
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import assert_problem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.store import ModelStore
+from modelserve.core.settings import Settings
+from modelserve.core.store import ModelStore
+from modelserve.http.app import create_app
 from tests.helpers import ADMIN, ROW, assert_problem, free_port, running_server, serve_command
 from tests.slow_model import publish_slow_model
 from tests.test_store import MARKER_NAME, plant_malicious_pickle

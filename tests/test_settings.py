@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelserve.settings import DEFAULT_TRUSTED_TYPES, Settings
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES, Settings
 
 
 def test_defaults() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from modelserve.store import ModelStore
+from modelserve.core.store import ModelStore
 from tests.helpers import ROW, free_port, serve_command
 from tests.slow_model import publish_slow_model
 

@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sklearn.linear_model import Ridge
 from typer.testing import CliRunner
 
-from modelserve.cli import app
-from modelserve.errors import SignatureError, SigningKeyError, TrainingError
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.signing import generate_keys, load_signing_key, load_verify_key
-from modelserve.store import LoadPolicy, ModelStore, sha256_hex
-from modelserve.train_model import TrainConfig, import_pickle, train
+from modelserve.cli.commands import app
+from modelserve.core.errors import SignatureError, SigningKeyError, TrainingError
+from modelserve.core.settings import Settings
+from modelserve.core.signing import generate_keys, load_signing_key, load_verify_key
+from modelserve.core.store import LoadPolicy, ModelStore, sha256_hex
+from modelserve.http.app import create_app
+from modelserve.training.train import TrainConfig, import_pickle, train
 from tests.helpers import ROW, assert_problem
 
 runner = CliRunner()

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserve.store import ModelStore
+from modelserve.core.store import ModelStore
 from tests.helpers import ROW, Server, free_port, running_server, serve_command, wait_until_up
 from tests.slow_model import publish_slow_model
 

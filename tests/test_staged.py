@@ -17,10 +17,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.runtime import Runtime
-from modelserve.settings import Settings
-from modelserve.staged import UNAVAILABLE, Build, StagedApp, build_app, create_staged_app
+from modelserve.core.settings import Settings
+from modelserve.http.app import create_app
+from modelserve.http.runtime import Runtime
+from modelserve.http.staged import UNAVAILABLE, Build, StagedApp, build_app, create_staged_app
 from tests.helpers import ROW, assert_problem, free_port, serve_command
 
 V2 = {"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP64", "data": ROW}]}
@@ -168,7 +168,10 @@ def test_a_failed_build_is_logged_answers_503_everywhere_and_asks_to_stop(
 
     stop = threading.Event()
     staged = StagedApp(Runtime(settings), build=broken, on_failure=stop.set)  # type: ignore[arg-type]
-    with caplog.at_level(logging.ERROR, logger="modelserve.staged"), serving(staged) as (base, _):
+    with (
+        caplog.at_level(logging.ERROR, logger="modelserve.http.staged"),
+        serving(staged) as (base, _),
+    ):
         assert stop.wait(10)
         assert staged.failed
         for path in ("/health/ready", "/health/live", "/v1/models"):
@@ -177,7 +180,7 @@ def test_a_failed_build_is_logged_answers_503_everywhere_and_asks_to_stop(
         assert_problem(native, 503, "unavailable", detail_contains="could not build")
         v2 = httpx.post(base + "/v2/models/default/infer", json=V2)
         assert (v2.status_code, v2.json()) == (503, {"error": UNAVAILABLE})
-    [record] = [r for r in caplog.records if r.name == "modelserve.staged"]
+    [record] = [r for r in caplog.records if r.name == "modelserve.http.staged"]
     assert record.getMessage() == "building the HTTP app failed"
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "boom"
@@ -199,7 +202,7 @@ def test_serve_exits_1_with_the_traceback_when_the_app_cannot_be_built(
 ) -> None:
     """The real command, with the build made to fail: it stops instead of serving 503s."""
     script = (
-        "import sys, modelserve.staged as staged\n"
+        "import sys, modelserve.http.staged as staged\n"
         "def boom(runtime):\n"
         "    raise RuntimeError('boom')\n"
         "staged.build_app = boom\n"

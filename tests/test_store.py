@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sklearn
 
-from modelserve.errors import (
+from modelserve.core.errors import (
     DeserializationError,
     IncompatibleArtifactError,
     IntegrityError,
@@ -23,9 +23,9 @@ from modelserve.errors import (
     UntrustedTypeError,
     VersionNotFoundError,
 )
-from modelserve.manifest import LINEAR_FILE, Manifest
-from modelserve.store import STALE_SECONDS, LoadPolicy, ModelStore, sha256_hex
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.manifest import LINEAR_FILE, Manifest
+from modelserve.core.store import STALE_SECONDS, LoadPolicy, ModelStore, sha256_hex
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import free_port, running_server, serve_command
 
 MARKER_NAME = "pwned"
@@ -309,7 +309,7 @@ def _leftover(model_dir: Path, name: str, *, holder: bool) -> tuple[Path, subpro
     path = model_dir / f".tmp-{name}"
     code = (
         "import sys, time; from pathlib import Path; "
-        "from modelserve.lifecycle import lock_directory; "
+        "from modelserve.core.lifecycle import lock_directory; "
         "p = Path(sys.argv[1]); p.mkdir(); (p / 'model.skops').write_bytes(b'half'); "
         "lock_directory(p); print('held', flush=True); time.sleep(120)"
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelserve.errors import DatasetError, TrainingError, UnknownEstimatorError
-from modelserve.store import LoadPolicy, ModelStore
-from modelserve.train_model import ESTIMATORS, TrainConfig, load_csv, train
+from modelserve.core.errors import DatasetError, TrainingError, UnknownEstimatorError
+from modelserve.core.store import LoadPolicy, ModelStore
+from modelserve.training.train import ESTIMATORS, TrainConfig, load_csv, train
 
 POLICY = LoadPolicy(trusted_types=("sklearn.tree._tree.Tree",))
 

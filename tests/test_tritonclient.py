@@ -11,8 +11,8 @@ import skops.io as sio
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ADMIN, ADMIN_KEY, free_port, running_server, serve_command
 
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve.main import create_app
-from modelserve.settings import Settings
-from modelserve.store import LoadPolicy, ModelStore
+from modelserve.core.settings import Settings
+from modelserve.core.store import LoadPolicy, ModelStore
+from modelserve.http.app import create_app
 from tests.helpers import ADMIN, ROW
 
 

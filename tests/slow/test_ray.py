@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, free_port, wait_until_up
 
 pytestmark = pytest.mark.slow

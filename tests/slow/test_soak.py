@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserve.store import ModelStore
-from modelserve.train_model import TrainConfig, train
+from modelserve.core.store import ModelStore
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, free_port, running_server, serve_command
 
 pytestmark = pytest.mark.slow

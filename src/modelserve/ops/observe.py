@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.logs import ACCESS_MESSAGE, AccessLog, AccessRecord
-from modelserve.metrics import Metrics
+from modelserve.ops.logs import ACCESS_MESSAGE, AccessLog, AccessRecord
+from modelserve.ops.metrics import Metrics
 
 SCOPE_KEY = "modelserve.request"
 ARRIVED_KEY = "modelserve.arrived"
@@ -130,7 +130,7 @@ class Observer:
 class ObservabilityMiddleware:
     """Request id in and out, one access-log record and the metrics for every request.
 
-    A request the fast lane (:mod:`modelserve.fastpath`) read before handing it on carries the
+    A request the fast lane (:mod:`modelserve.http.fastpath`) read before handing it on carries the
     time it arrived in the scope, so its latency counts from there, not from the hand-over.
     """
 

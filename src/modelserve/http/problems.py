@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.errors import (
+from modelserve.core.errors import (
     ArtifactError,
     AttachmentNotFoundError,
     DeadlineExceededError,
@@ -37,12 +37,12 @@ from modelserve.errors import (
     UnsupportedOutputError,
     VersionNotFoundError,
 )
-from modelserve.schemas import ProblemDetails
+from modelserve.protocol.native import ProblemDetails
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modelserve.fastpath import InFlight
+    from modelserve.http.fastpath import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 def _describe_error(request: Request, exc: Exception) -> Response:
     """Turn any exception that reached the app's edge into a problem+json response."""
     # Imported here: the app that installed this handler has imported FastAPI already, and the
-    # server starts listening before that (modelserve.staged), with this module loaded.
+    # server starts listening before that (modelserve.http.staged), with this module loaded.
     from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
 
     path = request.url.path

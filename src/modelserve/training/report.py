@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelserve.manifest import Task
+from modelserve.core.manifest import Task
 
 PLOT_FILE = "report.png"
 SUMMARY_FILE = "report.json"

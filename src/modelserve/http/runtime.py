@@ -6,8 +6,8 @@ shared ``state`` the routes read (``request.app.state``). Its :meth:`Runtime.lif
 the registry and runs the background tasks (store watcher, metrics flush).
 
 Nothing here imports FastAPI: ``modelserve serve`` starts listening with a runtime and its fast
-lane while the FastAPI app is still being built (:mod:`modelserve.staged`);
-:func:`modelserve.main.create_app` builds the app over the same runtime.
+lane while the FastAPI app is still being built (:mod:`modelserve.http.staged`);
+:func:`modelserve.http.app.create_app` builds the app over the same runtime.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from starlette.datastructures import State
 
-from modelserve import connections
-from modelserve.batching import Batchers
-from modelserve.errors import StoreError
-from modelserve.fastpath import FastLane, InFlight
-from modelserve.logs import flush_handlers
-from modelserve.metrics import Metrics
-from modelserve.observe import Observer
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
+from modelserve.core.batching import Batchers
+from modelserve.core.errors import StoreError
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.http import connections
+from modelserve.http.fastpath import FastLane, InFlight
+from modelserve.ops.logs import flush_handlers
+from modelserve.ops.metrics import Metrics
+from modelserve.ops.observe import Observer
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The set of model versions a server serves, kept in step with the store while traffic flows.
 
 Transport-agnostic: the HTTP layers (native and /v2) and the CLI ask the registry for a
-:class:`~modelserve.predictor.Predictor` by name and optional version.
+:class:`~modelserve.core.predictor.Predictor` by name and optional version.
 
 Live updates are copy-on-write: a new version is read, verified, deserialized and smoke-tested
 off the request path, then the model's state is replaced by one assignment. A request that already
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-from modelserve.errors import (
+from modelserve.core.errors import (
     ArtifactError,
     DeserializationError,
     ModelNotFoundError,
@@ -33,11 +33,11 @@ from modelserve.errors import (
     UntrustedTypeError,
     VersionNotFoundError,
 )
-from modelserve.files import StoreLimits
-from modelserve.predictor import Predictor
-from modelserve.settings import Settings
-from modelserve.signing import load_verify_key
-from modelserve.store import Fingerprint, LoadedArtifact, LoadPolicy, ModelStore
+from modelserve.core.files import StoreLimits
+from modelserve.core.predictor import Predictor
+from modelserve.core.settings import Settings
+from modelserve.core.signing import load_verify_key
+from modelserve.core.store import Fingerprint, LoadedArtifact, LoadPolicy, ModelStore
 
 logger = logging.getLogger(__name__)
 

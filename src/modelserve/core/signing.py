@@ -13,7 +13,7 @@ import base64
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelserve.errors import SigningKeyError
+from modelserve.core.errors import SigningKeyError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (

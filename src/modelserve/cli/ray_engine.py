@@ -1,6 +1,6 @@
 """``modelserve serve --engine ray``: the same app as a Ray Serve deployment (FastAPI ingress).
 
-Each replica builds the app with :func:`~modelserve.main.create_app` from the same settings, so
+Each replica builds the app with :func:`~modelserve.http.app.create_app` from the same settings, so
 it loads, verifies and watches the store exactly as a single-process server does: its own
 registry, readiness and hot swap. Ray Serve's HTTP proxy spreads requests over the replicas.
 On a multi-node cluster every node must see the store at the same path (a shared filesystem).
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from modelserve.errors import EngineUnavailableError
-from modelserve.settings import Settings
+from modelserve.core.errors import EngineUnavailableError
+from modelserve.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def build_application(settings: Settings, options: RayOptions) -> Any:
 
     def build_asgi_app() -> Any:
         # Runs inside each replica, at its start: models load in the app's lifespan there.
-        from modelserve.main import create_app  # noqa: PLC0415
+        from modelserve.http.app import create_app  # noqa: PLC0415
 
         return create_app(settings)
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from modelserve.errors import (
+from modelserve.core.errors import (
     AttachmentNotFoundError,
     DeserializationError,
     IncompatibleArtifactError,
@@ -46,15 +46,15 @@ from modelserve.errors import (
     UntrustedTypeError,
     VersionNotFoundError,
 )
-from modelserve.files import (
+from modelserve.core.files import (
     RefusedFileError,
     StoreLimits,
     check_archive,
     is_directory,
     read_regular,
 )
-from modelserve.lifecycle import held, remove_stale
-from modelserve.manifest import (
+from modelserve.core.lifecycle import held, remove_stale
+from modelserve.core.manifest import (
     LINEAR_FILE,
     MANIFEST_FILE,
     MODEL_FILES,
@@ -68,7 +68,7 @@ from modelserve.manifest import (
     Task,
     TrainingData,
 )
-from modelserve.signing import SIGNATURE_FILE, sign, verify
+from modelserve.core.signing import SIGNATURE_FILE, sign, verify
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -82,7 +82,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TMP_PREFIX = ".tmp-"
 STALE_SECONDS = 60.0
 """A ``.tmp-*`` directory that no live publisher holds and that is older than this was left by
-a publisher that was killed: it is removed (see :mod:`modelserve.lifecycle`)."""
+a publisher that was killed: it is removed (see :mod:`modelserve.core.lifecycle`)."""
 _PUBLISH_ATTEMPTS = 100
 
 
@@ -173,7 +173,7 @@ class ModelStore:
     """A directory of models, each a directory of integer versions.
 
     Only real directories and regular files inside ``root`` are read, each within ``limits``
-    (see :mod:`modelserve.files`); a version directory that is a symbolic link is listed, so
+    (see :mod:`modelserve.core.files`); a version directory that is a symbolic link is listed, so
     that loading it is refused with the reason, never followed.
     """
 
@@ -349,7 +349,7 @@ class ModelStore:
     ) -> LoadedArtifact:
         """Verify one version against its manifest and deserialize it under ``policy``.
 
-        Raises an :class:`~modelserve.errors.ArtifactError` subclass for anything that must not
+        Raises an :class:`~modelserve.core.errors.ArtifactError` subclass for anything that must not
         be served; the model file is never deserialized before its sha256 matched.
 
         With ``defer_estimator``, a version published with ``linear.json`` is verified exactly

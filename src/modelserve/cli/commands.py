@@ -1,7 +1,7 @@
 """The ``modelserve`` command line: train, serve, predict, and inspect the model store.
 
 Every command calls the same core functions the HTTP app uses; settings come from the one
-:class:`~modelserve.settings.Settings` class (environment variables), overridden by flags.
+:class:`~modelserve.core.settings.Settings` class (environment variables), overridden by flags.
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ import typer
 from pydantic import ValidationError
 
 from modelserve import __version__
-from modelserve.entry import paused_gc
-from modelserve.errors import ModelServeError
-from modelserve.lifecycle import SUPERVISOR_ENV, held, remove_stale
-from modelserve.logs import logging_config
-from modelserve.metrics import MULTIPROC_ENV
-from modelserve.registry import ModelRegistry, load_policy, open_store
-from modelserve.report import PLOT_FILE
-from modelserve.schemas import prediction_body
-from modelserve.settings import Settings, settings_environment
-from modelserve.signing import generate_keys, load_signing_key
-from modelserve.store import parse_version
-from modelserve.train_model import (
+from modelserve.core.errors import ModelServeError
+from modelserve.core.lifecycle import SUPERVISOR_ENV, held, remove_stale
+from modelserve.core.registry import ModelRegistry, load_policy, open_store
+from modelserve.core.settings import Settings, settings_environment
+from modelserve.core.signing import generate_keys, load_signing_key
+from modelserve.core.store import parse_version
+from modelserve.ops.gc import paused_gc
+from modelserve.ops.logs import logging_config
+from modelserve.ops.metrics import MULTIPROC_ENV
+from modelserve.protocol.native import prediction_body
+from modelserve.training.report import PLOT_FILE
+from modelserve.training.train import (
     ESTIMATORS,
     TrainConfig,
     TrainResult,
@@ -110,7 +110,7 @@ METRICS_DIR_PREFIX = "modelserve-metrics-"
 """The multiprocess metrics directories ``serve --workers N`` makes in the temp folder."""
 
 BATCH_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
-"""--input suffixes that `modelserve predict` scores as files (see modelserve.batch)."""
+"""--input suffixes that `modelserve predict` scores as files (see modelserve.dataplane.scoring)."""
 
 
 class Engine(enum.StrEnum):
@@ -276,11 +276,11 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve every model in the store over HTTP."""
-    with paused_gc():  # see modelserve.entry
+    with paused_gc():  # see modelserve.ops.gc
         import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-        from modelserve.runtime import Runtime  # noqa: PLC0415
-        from modelserve.staged import StagedApp  # noqa: PLC0415
+        from modelserve.http.runtime import Runtime  # noqa: PLC0415
+        from modelserve.http.staged import StagedApp  # noqa: PLC0415
 
     settings = _settings(
         host=host,
@@ -313,7 +313,7 @@ def serve_command(
     # orderly stop is a success, so the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     if engine is Engine.ray:
-        from modelserve import ray_engine  # noqa: PLC0415
+        from modelserve.cli import ray_engine  # noqa: PLC0415
 
         options = ray_engine.RayOptions(
             address=ray_address,
@@ -330,7 +330,7 @@ def serve_command(
         _serve_workers(settings, log_config)
         return
     # Listening starts with the fast lane once the models are loaded; the FastAPI app is built
-    # in the background and answers everything else (modelserve.staged).
+    # in the background and answers everything else (modelserve.http.staged).
     with paused_gc():
         staged = StagedApp(Runtime(settings), on_failure=lambda: _stop(server))
     config = uvicorn.Config(staged, **_uvicorn_options(settings, log_config))
@@ -351,7 +351,7 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
     Metrics go to a fresh multiprocess directory (unless PROMETHEUS_MULTIPROC_DIR names one),
     so a scrape on any worker reports the whole server's totals; it is removed when the server
     stops, and, if the server was killed, by the next one to start. Workers stop when this
-    process dies, however it dies (:func:`modelserve.lifecycle.die_with_parent`).
+    process dies, however it dies (:func:`modelserve.core.lifecycle.die_with_parent`).
     """
     import uvicorn  # noqa: PLC0415
 
@@ -366,7 +366,7 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
         os.environ[MULTIPROC_ENV] = owned
     try:
         uvicorn.run(
-            "modelserve.staged:create_staged_app",
+            "modelserve.http.staged:create_staged_app",
             factory=True,
             workers=settings.workers,
             **_uvicorn_options(settings, log_config),
@@ -379,7 +379,7 @@ def _serve_workers(settings: Settings, log_config: dict[str, Any]) -> None:
 
 def _uvicorn_options(settings: Settings, log_config: dict[str, Any]) -> dict[str, Any]:
     """What uvicorn serves with, one process or several."""
-    from modelserve.connections import PROTOCOL  # noqa: PLC0415 - imports uvicorn
+    from modelserve.http.connections import PROTOCOL  # noqa: PLC0415 - imports uvicorn
 
     return {
         "host": settings.host,
@@ -471,7 +471,7 @@ def _score_file(
     show_progress: bool,
 ) -> None:
     # pyarrow takes ~0.4 s to import: only file scoring pays for it, never `serve`.
-    from modelserve.batch import count_rows, score_file  # noqa: PLC0415
+    from modelserve.dataplane.scoring import count_rows, score_file  # noqa: PLC0415
 
     if not source.is_file():
         _fail(f"cannot read {source}: no such file")

@@ -1,6 +1,6 @@
 """Open Inference Protocol (KServe V2) routes under /v2: thin, over the same core as /v1.
 
-Errors under /v2 answer ``{"error": "..."}`` (see :mod:`modelserve.problems`).
+Errors under /v2 answer ``{"error": "..."}`` (see :mod:`modelserve.http.problems`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Path, Request
 from starlette.responses import Response
 
-from modelserve import __version__, oip
-from modelserve.deps import (
+from modelserve import __version__
+from modelserve.core.errors import ModelUnavailableError, VersionNotFoundError
+from modelserve.core.predictor import Predictor
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.store import parse_version
+from modelserve.http.deps import (
     AdminAccess,
     InferenceAccess,
     RegistryDep,
@@ -21,11 +25,8 @@ from modelserve.deps import (
     read_and_run,
     read_run_and_await,
 )
-from modelserve.errors import ModelUnavailableError, VersionNotFoundError
-from modelserve.observe import note_model
-from modelserve.predictor import Predictor
-from modelserve.registry import ModelRegistry
-from modelserve.store import parse_version
+from modelserve.ops.observe import note_model
+from modelserve.protocol import v2 as oip
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # A reference, not {"model": ErrorBody}: FastAPI would build a validator for every status of

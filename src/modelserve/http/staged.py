@@ -2,7 +2,7 @@
 
 Importing FastAPI and building the app (its routes, dependency graphs and OpenAPI models) is
 most of a server's start-up work (~0.2 s of ~0.8 s measured here), and none of it is needed to
-answer a well-formed prediction: the fast lane (:mod:`modelserve.fastpath`) does that with the
+answer a well-formed prediction: the fast lane (:mod:`modelserve.http.fastpath`) does that with the
 registry alone. So ``modelserve serve`` runs a :class:`StagedApp`:
 
 1. the lifespan loads the registry (:meth:`Runtime.lifespan`), exactly as the app's own would;
@@ -28,12 +28,12 @@ import anyio
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.entry import paused_gc
-from modelserve.lifecycle import die_with_parent
-from modelserve.observe import ARRIVED_KEY
-from modelserve.problems import error_response
-from modelserve.runtime import Runtime
-from modelserve.settings import Settings
+from modelserve.core.lifecycle import die_with_parent
+from modelserve.core.settings import Settings
+from modelserve.http.problems import error_response
+from modelserve.http.runtime import Runtime
+from modelserve.ops.gc import paused_gc
+from modelserve.ops.observe import ARRIVED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ UNAVAILABLE = "the server could not build its HTTP app (see the server log)"
 
 def build_app(runtime: Runtime) -> ASGIApp:
     """The FastAPI app over ``runtime``: its stack behind the lane (the lane is in front here)."""
-    from modelserve.main import create_app  # noqa: PLC0415 - the point: after listening
+    from modelserve.http.app import create_app  # noqa: PLC0415 - the point: after listening
 
     return create_app(runtime=runtime).stack
 
@@ -133,7 +133,7 @@ class StagedApp:
 
     def _build_now(self) -> None:
         try:
-            with paused_gc():  # see modelserve.entry
+            with paused_gc():  # see modelserve.ops.gc
                 self.app = self.build(self.runtime)
         except Exception:
             logger.exception("building the HTTP app failed")

@@ -3,7 +3,7 @@
 Transport-agnostic like the predictor: ``modelserve predict --input data.csv`` calls
 :func:`score_file`. The file is read in chunks (pyarrow's streaming CSV reader, or Parquet
 row batches), so memory stays flat whatever the file's size. Each chunk is validated by the
-same :meth:`~modelserve.predictor.Predictor.validate_array` the HTTP APIs use, and any problem
+same :meth:`~modelserve.core.predictor.Predictor.validate_array` the HTTP APIs use, and any problem
 is reported with its row number in the file (1 = the first data row). Output row *i* is the
 prediction for input row *i*. The output is written to a temporary file beside the target and
 renamed into place only when every row was predicted, so a failed run never leaves a partial
@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from modelserve.errors import BatchFileError, InvalidInputError, Problem
-from modelserve.predictor import Batch, Prediction, Predictor
+from modelserve.core.errors import BatchFileError, InvalidInputError, Problem
+from modelserve.core.predictor import Batch, Prediction, Predictor
 
 DEFAULT_CHUNK_ROWS = 65_536
 PREDICTION_COLUMN = "prediction"

@@ -1,7 +1,7 @@
 """The native JSON API: thin routes over the registry and predictors.
 
 Each route takes HTTP in, calls the core, and turns the answer into HTTP. Errors are raised as
-core exceptions and mapped to problem+json by :mod:`modelserve.problems`.
+core exceptions and mapped to problem+json by :mod:`modelserve.http.problems`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
-from modelserve.deps import (
+from modelserve.core.errors import ModelUnavailableError
+from modelserve.core.predictor import Predictor
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.core.store import parse_version
+from modelserve.http.deps import (
     InferenceAccess,
     RegistryDep,
     SettingsDep,
@@ -23,14 +28,10 @@ from modelserve.deps import (
     read_and_run,
     read_run_and_await,
 )
-from modelserve.errors import ModelUnavailableError
-from modelserve.metrics import Metrics
-from modelserve.observe import note_model
-from modelserve.predictor import Predictor
-from modelserve.problems import error_responses
-from modelserve.registry import ModelRegistry
-from modelserve.report import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
-from modelserve.schemas import (
+from modelserve.http.problems import error_responses
+from modelserve.ops.metrics import Metrics
+from modelserve.ops.observe import note_model
+from modelserve.protocol.native import (
     FailedVersion,
     Liveness,
     ModelDetail,
@@ -42,8 +43,7 @@ from modelserve.schemas import (
     VersionSummary,
     prediction_body,
 )
-from modelserve.settings import Settings
-from modelserve.store import parse_version
+from modelserve.training.report import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
 
 ModelName = Annotated[str, Path(description="Model name, as in the store.")]
 

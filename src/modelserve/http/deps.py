@@ -11,10 +11,10 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
-from modelserve.batching import Batchers
-from modelserve.errors import DeadlineExceededError, ForbiddenError, UnauthorizedError
-from modelserve.registry import ModelRegistry
-from modelserve.settings import Settings
+from modelserve.core.batching import Batchers
+from modelserve.core.errors import DeadlineExceededError, ForbiddenError, UnauthorizedError
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
 
 T = TypeVar("T")
 U = TypeVar("U")

@@ -34,7 +34,7 @@
         └── UnknownEstimatorError
 
 The API layer maps each class to a status code and a problem+json body in one table
-(:mod:`modelserve.problems`); the CLI prints the same messages.
+(:mod:`modelserve.http.problems`); the CLI prints the same messages.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe V2) codec: request tensors in, response tensors out.
 
 Transport-level but framework-free: it turns an inference request (JSON, or JSON followed by
-binary tensor data) into the 2-D float64 batch a :class:`~modelserve.predictor.Predictor`
+binary tensor data) into the 2-D float64 batch a :class:`~modelserve.core.predictor.Predictor`
 validates and predicts, and the prediction back into V2 output tensors. Validation of the batch
 itself (feature count, finite numbers, row limit) stays in the predictor, shared with the native
 API.
@@ -21,10 +21,10 @@ import orjson
 import simdjson
 from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
-from modelserve.errors import InvalidInputError, Loc, Problem
-from modelserve.manifest import Manifest
-from modelserve.predictor import Batch, Prediction, Predictor, json_parser
-from modelserve.schemas import WireModel
+from modelserve.core.errors import InvalidInputError, Loc, Problem
+from modelserve.core.manifest import Manifest
+from modelserve.core.predictor import Batch, Prediction, Predictor, json_parser
+from modelserve.protocol.native import WireModel
 
 INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),

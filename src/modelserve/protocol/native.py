@@ -25,10 +25,10 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from modelserve.manifest import FeatureSchema, Manifest
+from modelserve.core.manifest import FeatureSchema, Manifest
 
 if TYPE_CHECKING:
-    from modelserve.predictor import Prediction
+    from modelserve.core.predictor import Prediction
 
 FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 """A JSON number that is finite: no strings, booleans, NaN or Infinity."""

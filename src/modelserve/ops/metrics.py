@@ -6,7 +6,7 @@ One :class:`Metrics` object per app, on its own collector registry, so two apps 
 values to files there, and a scrape of ``/metrics`` on any worker sums all of them
 (prometheus-client's multiprocess mode), so the totals are the server's, not one worker's.
 
-The registry reports loads through :class:`~modelserve.registry.RegistryEvents`; the
+The registry reports loads through :class:`~modelserve.core.registry.RegistryEvents`; the
 observability middleware reports requests. Requests are counted on the hot path into plain
 dictionaries (a few hundred nanoseconds; prometheus-client's own ``inc``/``observe`` cost
 ~15 µs for the six series a prediction touches) and folded into the prometheus-client metrics
@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
-    from modelserve.registry import ModelState
+    from modelserve.core.registry import ModelState
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -27,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL = "modelserve.connections:HeaderDeadlineProtocol"
+PROTOCOL = "modelserve.http.connections:HeaderDeadlineProtocol"
 """What ``uvicorn.Config(http=...)`` is given."""
 
 _OPEN: set[HeaderDeadlineProtocol] = set()

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 import numpy as np
 
-from modelserve.errors import ModelServeError
-from modelserve.predictor import Batch, Prediction, Predictor
+from modelserve.core.errors import ModelServeError
+from modelserve.core.predictor import Batch, Prediction, Predictor
 
 BatchObserver = Callable[[Predictor, int, int], None]
 """Called after each predict call with (predictor, requests merged, rows)."""

@@ -1,7 +1,7 @@
 """A short road for small, well-formed prediction requests, in front of the whole app.
 
 FastAPI's routing, dependency injection and its middleware stack cost more than validating and
-predicting a one-row batch. The app (:class:`modelserve.main.ModelServeApp`) hands each
+predicting a one-row batch. The app (:class:`modelserve.http.app.ModelServeApp`) hands each
 ``POST`` to :class:`FastLane` first. The lane answers small predict and infer requests itself,
 completely: with the same core calls the routes make (registry -> predictor / oip), the same
 answer document (``schemas.prediction_body``, ``oip.encode``), the same error table for what
@@ -36,13 +36,13 @@ import orjson
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve import oip
-from modelserve.errors import DeadlineExceededError, ModelServeError
-from modelserve.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
-from modelserve.problems import CLIENT_CLOSED, exception_response, unexpected_response
-from modelserve.registry import ModelRegistry
-from modelserve.schemas import Liveness, Readiness, prediction_body
-from modelserve.settings import Settings
+from modelserve.core.errors import DeadlineExceededError, ModelServeError
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import Settings
+from modelserve.http.problems import CLIENT_CLOSED, exception_response, unexpected_response
+from modelserve.ops.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
+from modelserve.protocol import v2 as oip
+from modelserve.protocol.native import Liveness, Readiness, prediction_body
 
 # Versions are ASCII digits, as everywhere (store.parse_version); \d takes other scripts' too.
 # /v1 refuses version 0 before looking for it (a 422, from the route's ge=1): the app says so.

@@ -1,0 +1,1 @@
+"""Operations: metrics, logs, the observability middleware and the garbage-collector helper."""

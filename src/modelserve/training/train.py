@@ -1,0 +1,446 @@
+"""Training: fit an estimator on synthetic or CSV data and publish a verified artifact.
+
+``modelserve train`` (and ``python -m modelserve.train_model``) call :func:`train`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import json
+import logging
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelserve.core.errors import DatasetError, TrainingError, UnknownEstimatorError
+from modelserve.core.manifest import (
+    ArtifactFormat,
+    EstimatorInfo,
+    FeatureSchema,
+    FeatureSpec,
+    Manifest,
+    OutputSpec,
+    RuntimeVersions,
+    Task,
+    TrainingData,
+)
+from modelserve.core.predictor import linear_attachment
+from modelserve.core.store import ManifestDraft, ModelStore, serialize, validate_model_name
+from modelserve.training.report import build_report
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorKind:
+    """A trainable estimator: its task and how to build it for a seed."""
+
+    task: Task
+    build: Callable[[int], Any]
+    description: str
+
+
+def _sklearn(module: str, name: str) -> Any:
+    """A scikit-learn class, imported when training needs it (``serve`` never imports it)."""
+    return getattr(importlib.import_module(f"sklearn.{module}"), name)
+
+
+ESTIMATORS: dict[str, EstimatorKind] = {
+    "linear": EstimatorKind(
+        "regression",
+        lambda seed: _sklearn("linear_model", "LinearRegression")(),
+        "LinearRegression",
+    ),
+    "ridge": EstimatorKind(
+        "regression", lambda seed: _sklearn("linear_model", "Ridge")(random_state=seed), "Ridge"
+    ),
+    "lasso": EstimatorKind(
+        "regression", lambda seed: _sklearn("linear_model", "Lasso")(random_state=seed), "Lasso"
+    ),
+    "random-forest": EstimatorKind(
+        "regression",
+        lambda seed: _sklearn("ensemble", "RandomForestRegressor")(
+            n_estimators=100, random_state=seed
+        ),
+        "RandomForestRegressor",
+    ),
+    "gradient-boosting": EstimatorKind(
+        "regression",
+        lambda seed: _sklearn("ensemble", "GradientBoostingRegressor")(random_state=seed),
+        "GradientBoostingRegressor",
+    ),
+    "logistic-regression": EstimatorKind(
+        "classification",
+        lambda seed: _sklearn("linear_model", "LogisticRegression")(
+            max_iter=1000, random_state=seed
+        ),
+        "LogisticRegression",
+    ),
+    "random-forest-classifier": EstimatorKind(
+        "classification",
+        lambda seed: _sklearn("ensemble", "RandomForestClassifier")(
+            n_estimators=100, random_state=seed
+        ),
+        "RandomForestClassifier",
+    ),
+    "gradient-boosting-classifier": EstimatorKind(
+        "classification",
+        lambda seed: _sklearn("ensemble", "GradientBoostingClassifier")(random_state=seed),
+        "GradientBoostingClassifier",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """What to train and how. The defaults reproduce the original design's model."""
+
+    name: str = "default"
+    estimator: str = "linear"
+    samples: int = 1000
+    features: int = 10
+    noise: float = 0.1
+    seed: int = 42
+    test_size: float = 0.2
+    csv: Path | None = None
+    target: str | None = None
+    format: ArtifactFormat = "skops"
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """Features, target and where they came from."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    source: str
+    sha256: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    manifest: Manifest
+    path: Path
+
+
+def estimator_kind(name: str) -> EstimatorKind:
+    try:
+        return ESTIMATORS[name]
+    except KeyError as exc:
+        raise UnknownEstimatorError(
+            f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}"
+        ) from exc
+
+
+def synthetic_dataset(task: Task, samples: int, features: int, noise: float, seed: int) -> Dataset:
+    """``make_regression`` (or ``make_classification``) data with features named x0, x1, ..."""
+    if samples < 10:
+        raise DatasetError(f"--samples must be at least 10, got {samples}")
+    if features < 1:
+        raise DatasetError(f"--features must be at least 1, got {features}")
+    names = [f"x{i}" for i in range(features)]
+    if task == "regression":
+        X, y = _sklearn("datasets", "make_regression")(
+            n_samples=samples, n_features=features, noise=noise, random_state=seed
+        )
+        call = f"make_regression(n_samples={samples}, n_features={features}, noise={noise}"
+    else:
+        informative = max(1, min(features, 5))
+        X, y = _sklearn("datasets", "make_classification")(
+            n_samples=samples,
+            n_features=features,
+            n_informative=informative,
+            n_redundant=0,
+            n_classes=2,
+            random_state=seed,
+        )
+        call = (
+            f"make_classification(n_samples={samples}, n_features={features}, "
+            f"n_informative={informative}, n_redundant=0"
+        )
+    return Dataset(
+        X=np.asarray(X, dtype=np.float64),
+        y=np.asarray(y),
+        feature_names=names,
+        source=f"sklearn.datasets.{call}, random_state={seed})",
+    )
+
+
+def load_csv(path: Path, target: str, task: Task) -> Dataset:
+    """Read a CSV with a header row; every column but ``target`` is a numeric feature."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DatasetError(f"CSV file {path} does not exist") from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read CSV file {path}: {exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text") from exc
+    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise DatasetError(f"{path} is empty: expected a header row and data rows")
+    header = [cell.strip() for cell in rows[0]]
+    body = rows[1:]
+    if target not in header:
+        raise DatasetError(
+            f"{path} has no target column {target!r}; its columns are: {', '.join(header)}"
+        )
+    if not body:
+        raise DatasetError(f"{path} has a header but no data rows")
+    if len(set(header)) != len(header) or any(not cell for cell in header):
+        raise DatasetError(f"{path}: column names must be unique and non-empty, got {header}")
+    if len(header) < 2:
+        raise DatasetError(f"{path} has only the target column; at least one feature is needed")
+    target_index = header.index(target)
+    features = [name for name in header if name != target]
+    X = np.empty((len(body), len(features)), dtype=np.float64)
+    labels: list[str] = []
+    for i, row in enumerate(body):
+        line = i + 2
+        if len(row) != len(header):
+            raise DatasetError(
+                f"{path} data row {i + 1}: {len(row)} fields, the header has {len(header)}"
+            )
+        labels.append(row[target_index].strip())
+        values = [cell for index, cell in enumerate(row) if index != target_index]
+        for column, (name, cell) in enumerate(zip(features, values, strict=True)):
+            X[i, column] = _number(path, line, name, cell)
+    y = (
+        np.array([_number(path, i + 2, target, cell) for i, cell in enumerate(labels)])
+        if task == "regression"
+        else _labels(labels)
+    )
+    return Dataset(
+        X=X,
+        y=y,
+        feature_names=features,
+        source=str(path.resolve()),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        target=target,
+    )
+
+
+def _number(path: Path, line: int, column: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError as exc:
+        raise DatasetError(
+            f"{path} data row {line - 1}, column {column!r}: {cell.strip()!r} is not a number"
+        ) from exc
+    if not math.isfinite(value):
+        raise DatasetError(
+            f"{path} data row {line - 1}, column {column!r}: {cell.strip()!r} is not finite"
+        )
+    return value
+
+
+def _labels(cells: list[str]) -> np.ndarray:
+    """Class labels: integers when every label is an integer, strings otherwise."""
+    try:
+        return np.array([int(cell) for cell in cells])
+    except ValueError:
+        return np.array(cells)
+
+
+def train(
+    config: TrainConfig, store: ModelStore, signing_key: Ed25519PrivateKey | None = None
+) -> TrainResult:
+    """Fit the configured estimator, score it on held-out data, and publish a new version."""
+    validate_model_name(config.name)
+    kind = estimator_kind(config.estimator)
+    if not 0.0 < config.test_size < 1.0:
+        raise TrainingError(f"--test-size must be between 0 and 1, got {config.test_size}")
+    if config.csv is not None:
+        if not config.target:
+            raise DatasetError("--csv needs --target: the name of the column to predict")
+        data = load_csv(config.csv, config.target, kind.task)
+    else:
+        data = synthetic_dataset(
+            kind.task, config.samples, config.features, config.noise, config.seed
+        )
+    stratify = data.y if kind.task == "classification" and _can_stratify(data.y) else None
+    try:
+        X_train, X_test, y_train, y_test = _sklearn("model_selection", "train_test_split")(
+            data.X, data.y, test_size=config.test_size, random_state=config.seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise DatasetError(f"cannot split {len(data.y)} rows into train and test: {exc}") from exc
+    if kind.task == "classification" and len(np.unique(y_train)) < 2:
+        raise DatasetError("classification needs at least two classes in the training data")
+    estimator = kind.build(config.seed)
+    logger.info("fitting %s on %d rows", kind.description, len(y_train))
+    try:
+        estimator.fit(X_train, y_train)
+    except ValueError as exc:
+        raise TrainingError(f"{kind.description} could not be fitted: {exc}") from exc
+    predictions = np.asarray(estimator.predict(X_test))
+    classes = np.asarray(estimator.classes_).tolist() if kind.task == "classification" else None
+    draft = ManifestDraft(
+        runtime=RuntimeVersions.current(),
+        estimator=EstimatorInfo(
+            class_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            params=_json_safe(estimator.get_params()),
+        ),
+        task=kind.task,
+        input_schema=_feature_schema(data.feature_names, X_train),
+        output=OutputSpec(dtype=str(predictions.dtype), classes=classes),
+        metrics=_metrics(kind.task, y_test, predictions),
+        training_data=TrainingData(
+            source=data.source,
+            sha256=data.sha256,
+            target=data.target,
+            n_rows=len(data.y),
+            n_train=len(y_train),
+            n_test=len(y_test),
+            seed=config.seed,
+        ),
+    )
+    report = build_report(
+        kind.task,
+        f"{config.name}: {kind.description}",
+        np.asarray(y_test),
+        predictions,
+        draft.metrics,
+        classes,
+    )
+    attachments = {**report, **linear_attachment(estimator, kind.task, draft.input_schema)}
+    payload = serialize(estimator, config.format)
+    manifest = store.publish(config.name, payload, config.format, draft, signing_key, attachments)
+    return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
+
+
+def _can_stratify(y: np.ndarray) -> bool:
+    _, counts = np.unique(y, return_counts=True)
+    return bool(counts.min() >= 2)
+
+
+def _feature_schema(names: list[str], X: np.ndarray) -> FeatureSchema:
+    return FeatureSchema(
+        count=len(names),
+        features=[
+            FeatureSpec(
+                name=name,
+                min=float(X[:, i].min()),
+                max=float(X[:, i].max()),
+                mean=float(X[:, i].mean()),
+                std=float(X[:, i].std()),
+            )
+            for i, name in enumerate(names)
+        ],
+    )
+
+
+def _metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import (  # noqa: PLC0415 - see _sklearn
+        accuracy_score,
+        f1_score,
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
+
+    if task == "regression":
+        return {
+            "r2": float(r2_score(y_true, y_pred)),
+            "mae": float(mean_absolute_error(y_true, y_pred)),
+            "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
+        }
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, average="macro")),
+    }
+
+
+def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
+    """Estimator parameters as JSON: plain values kept, anything else by its repr."""
+    safe: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            safe[key] = repr(value)
+        else:
+            safe[key] = value
+    return safe
+
+
+def import_pickle(
+    path: Path,
+    name: str,
+    store: ModelStore,
+    *,
+    trust_pickle: bool,
+    feature_names: list[str] | None = None,
+    fmt: ArtifactFormat = "skops",
+    signing_key: Ed25519PrivateKey | None = None,
+) -> TrainResult:
+    """Publish an estimator pickled elsewhere, recording the pickle's sha256.
+
+    Unpickling runs code from the file, so this refuses unless ``trust_pickle`` says the caller
+    trusts where it came from. By default the model is re-serialized with skops, so serving it
+    needs no pickle at all.
+    """
+    validate_model_name(name)
+    if not trust_pickle:
+        raise TrainingError(
+            f"importing {path} would unpickle it, and unpickling runs code from the file: pass "
+            "--trust-pickle only if you trust where it came from"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        estimator = pickle.loads(raw)  # the caller vouched for this file with trust_pickle
+    except Exception as exc:
+        raise TrainingError(f"{path} could not be unpickled: {exc}") from exc
+    if not callable(getattr(estimator, "predict", None)):
+        raise TrainingError(f"{path} holds a {type(estimator).__name__}, which has no predict")
+    n_features = getattr(estimator, "n_features_in_", None)
+    if not isinstance(n_features, int):
+        raise TrainingError(f"{path}: the estimator is not fitted (no n_features_in_)")
+    known = getattr(estimator, "feature_names_in_", None)
+    names = feature_names or ([str(n) for n in known] if known is not None else None)
+    names = names or [f"x{i}" for i in range(n_features)]
+    if len(names) != n_features or len(set(names)) != len(names):
+        raise TrainingError(
+            f"{path}: the estimator takes {n_features} features; give as many unique names"
+        )
+    classes = getattr(estimator, "classes_", None)
+    task: Task = "classification" if classes is not None else "regression"
+    digest = hashlib.sha256(raw).hexdigest()
+    draft = ManifestDraft(
+        runtime=RuntimeVersions.current(),
+        estimator=EstimatorInfo(
+            class_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            params=_json_safe(estimator.get_params()) if hasattr(estimator, "get_params") else {},
+        ),
+        task=task,
+        input_schema=FeatureSchema(count=n_features, features=[FeatureSpec(name=n) for n in names]),
+        output=OutputSpec(
+            dtype="float64" if classes is None else str(np.asarray(classes).dtype),
+            classes=None if classes is None else np.asarray(classes).tolist(),
+        ),
+        metrics={},
+        training_data=TrainingData(
+            source=f"imported pickle {path.resolve()}", sha256=digest, n_rows=0, n_train=0, n_test=0
+        ),
+    )
+    payload = raw if fmt == "pickle" else serialize(estimator, fmt)
+    linear = linear_attachment(estimator, task, draft.input_schema)
+    manifest = store.publish(name, payload, fmt, draft, signing_key, linear)
+    return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
