@@ -31,12 +31,13 @@ install-dev: $(STAMP_DEV)
 run: $(STAMP_RUN)
 	$(BOOTSTRAP) serve $(ARGS)
 
-## test: ruff, mypy (strict) and the whole pytest suite
+## test: ruff, the layers contract (import-linter), mypy (strict) and the whole pytest suite
 test: lint typecheck unit
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy src

@@ -11,8 +11,8 @@ import numpy as np
 import skops.io as sio
 
 from modelserve.core.store import ModelStore
+from tests.core.test_store import MARKER_NAME, plant_malicious_pickle
 from tests.helpers import ROW, assert_problem, free_port, running_server
-from tests.test_store import MARKER_NAME, plant_malicious_pickle
 
 MODELSERVE = [sys.executable, "-m", "modelserve"]
 

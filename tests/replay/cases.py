@@ -85,6 +85,20 @@ NATIVE_BODIES: dict[str, object] = {
     "probabilities-from-a-regressor": {"instances": [ROW], "return_probabilities": True},
     "prediction-overflows": {"instances": [ROW, [1e308] * 10]},
     "bad-rows-listed": {"instances": [["a"] * 10, [None] * 10, [True] * 10]},
+    "more-problems-than-listed": {"instances": [["a"] * 10] * 3},
+    "short-row-then-string": {"instances": [ROW[:3], ["a", *ROW[1:]]]},
+    "long-row-with-strings": {"instances": [["a"] * 11]},
+    "short-row-with-a-string": {"instances": [["a", 1.0]]},
+    "string-and-extra-keys": {"instances": [["a", *ROW[1:]]], "extra": 1, "": 2},
+    "bad-row-and-bad-flag": {"instances": [[None] * 10], "return_probabilities": "yes"},
+    "instances-null-and-extra": {"instances": None, "zz": 1},
+    "no-instances-bad-flag": {"return_probabilities": 1},
+    "objects-mixed-problems": {
+        "instances": [{"x0": "a", "x99": 1, "x98": 2, **{f"x{i}": 0.0 for i in range(2, 10)}}]
+    },
+    "rows-mixed-kinds": {"instances": [ROW, {f"x{i}": v for i, v in enumerate(ROW)}, 7, "r"]},
+    "too-many-rows": {"instances": [[0] * 10] * 10_001},
+    "objects-too-many-rows": {"instances": [{"x0": 0}] * 10_001},
 }
 
 RAW_NATIVE: dict[str, bytes] = {
@@ -97,6 +111,11 @@ RAW_NATIVE: dict[str, bytes] = {
     "plus-sign": b'{"instances": [[+1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]}',
     "leading-zero": b'{"instances": [[01, 0, 0, 0, 0, 0, 0, 0, 0, 0]]}',
     "big-integer": b'{"instances": [[' + b"9" * 400 + b", 0, 0, 0, 0, 0, 0, 0, 0, 0]]}",
+    "nan-and-string": b'{"instances": [[NaN, "a", 0, 0, 0, 0, 0, 0, 0, 0]]}',
+    "top-level-string": b'"hello"',
+    "duplicate-keys": b'{"instances": [[1, 2]], "instances": [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]}',
+    "not-utf8": b'{"instances": [["\xff", 0, 0, 0, 0, 0, 0, 0, 0, 0]]}',
+    "number-row-plain": b'{"instances":[[1,2,3,4,5,6,7,8,9,10],[1e3,-2.5E-3,0,0,0,0,0,0,0,0]]}',
 }
 
 CLF_BODIES: dict[str, object] = {
@@ -153,6 +172,43 @@ V2_BODIES: dict[str, object] = {
     },
     "prediction-overflows": _v2([2, 10], [ROW, [1e308] * 10]),
     "extra-key": {**_v2([1, 10], ROW), "extra": 1},
+    "too-many-rows": _v2([10_001, 10], [0.0] * 100_010),
+    "per-feature-unknown-and-duplicate": {
+        "inputs": [
+            {"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]},
+            {"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]},
+            {"name": "zz", "shape": [1], "datatype": "FP64", "data": [1]},
+        ]
+    },
+    "per-feature-missing": {
+        "inputs": [{"name": "x0", "shape": [1], "datatype": "FP64", "data": [1]}]
+    },
+    "per-feature-lengths-differ": {
+        "inputs": [
+            {
+                "name": f"x{i}",
+                "shape": [1 + (i == 3)],
+                "datatype": "FP64",
+                "data": [1] * (1 + (i == 3)),
+            }
+            for i in range(10)
+        ]
+    },
+    "per-feature-column-shapes": {
+        "inputs": [
+            {"name": f"x{i}", "shape": [2, 1], "datatype": "INT64", "data": [[i], [-i]]}
+            for i in range(10)
+        ]
+    },
+    "per-feature-bad-shape": {
+        "inputs": [
+            {"name": f"x{i}", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}
+            for i in range(10)
+        ]
+    },
+    "unknown-output-and-bad-width": _v2([1, 9], ROW[:9], outputs=[{"name": "nope"}]),
+    "one-dimension": _v2([10], ROW),
+    "wide-rows": _v2([1, 11], [*ROW, 1.0]),
 }
 
 RAW_V2: dict[str, bytes] = {
@@ -161,6 +217,17 @@ RAW_V2: dict[str, bytes] = {
     b'"data": [NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}',
     "too-large-a-number": b'{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP64", '
     b'"data": [1e999, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}',
+    "per-feature-nan": b'{"inputs": ['
+    + b", ".join(
+        b'{"name": "x%d", "shape": [1], "datatype": "FP64", "data": [%s]}'
+        % (i, b"NaN" if i == 4 else b"1")
+        for i in range(10)
+    )
+    + b"]}",
+    "common-form-wrong-width": b'{"id":"7","inputs":[{"name":"input","shape":[1,3],'
+    b'"datatype":"FP64","data":[1,2,3]}]}',
+    "common-form-too-many-rows": b'{"inputs":[{"name":"input","shape":[10001,10],'
+    b'"datatype":"FP64","data":[' + b",".join([b"0"] * 100_010) + b"]}]}",
 }
 
 CLF_V2: dict[str, object] = {

@@ -28,15 +28,16 @@ from pydantic import ValidationError
 from modelserve import __version__
 from modelserve.core.errors import ModelServeError
 from modelserve.core.lifecycle import SUPERVISOR_ENV, held, remove_stale
+from modelserve.core.manifest import PLOT_FILE
 from modelserve.core.registry import ModelRegistry, load_policy, open_store
 from modelserve.core.settings import Settings, settings_environment
 from modelserve.core.signing import generate_keys, load_signing_key
 from modelserve.core.store import parse_version
+from modelserve.dataplane.plane import prepare_native
 from modelserve.ops.gc import paused_gc
 from modelserve.ops.logs import logging_config
 from modelserve.ops.metrics import MULTIPROC_ENV
-from modelserve.protocol.native import prediction_body
-from modelserve.training.report import PLOT_FILE
+from modelserve.protocol import native
 from modelserve.training.train import (
     ESTIMATORS,
     TrainConfig,
@@ -452,12 +453,14 @@ def predict_command(
         document["return_probabilities"] = True
     try:
         predictor = ModelRegistry(settings).load_predictor(name, version)
-        prediction = predictor.predict_json(orjson.dumps(document))
+        prepared = prepare_native(predictor, orjson.dumps(document))
+        prediction = predictor.predict_batch(prepared.batch)
     except ModelServeError as exc:
         for problem in exc.problems[1:]:
             _err().print(f"  {escape(problem.msg)}", highlight=False)
         _fail(exc.message)
-    _echo_json(prediction_body(predictor.name, predictor.version, prediction))
+    encoded = native.encode(predictor.name, predictor.version, prediction, indent=True)
+    typer.echo(encoded.body)
 
 
 def _score_file(

@@ -8,9 +8,9 @@ arrive meanwhile are merged into the next call (up to ``max_rows`` rows). So bat
 to the load by itself: an idle server predicts a lone request at once, a busy one merges.
 ``max_wait`` can add a short wait to merge more at low load; it is 0 by default.
 
-Each request is validated on its own before it joins a batch, so one bad request never fails
+Each request is checked on its own before it joins a batch, so one bad request never fails
 the others; answers are split back row for row. Linear models on the lean path are never
-batched (their predict costs ~1 µs). Lives in the HTTP layer: it is about the event loop.
+batched (their predict costs ~1 µs). It runs on the event loop; the data plane awaits it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 import numpy as np
 
+from modelserve.core.batch import Batch, Prediction, checked
 from modelserve.core.errors import ModelServeError
-from modelserve.core.predictor import Batch, Prediction, Predictor
+from modelserve.core.predictor import Predictor
 
 BatchObserver = Callable[[Predictor, int, int], None]
 """Called after each predict call with (predictor, requests merged, rows)."""
@@ -64,7 +65,7 @@ class MicroBatcher:
         return predictor
 
     async def predict(self, batch: Batch) -> Prediction:
-        """Predict ``batch``, merged with whatever else is waiting for this model."""
+        """Predict the checked ``batch``, merged with whatever else waits for this model."""
         self.predictor.check_outputs(batch)  # a bad request fails alone, before it merges
         if len(batch.rows) >= self.max_rows:
             prediction = await anyio.to_thread.run_sync(self.predictor.predict_batch, batch)
@@ -108,8 +109,8 @@ class MicroBatcher:
         return taken
 
     async def _run(self, taken: list[_Waiting]) -> None:
-        merged = Batch(
-            rows=taken[0].batch.rows
+        merged = checked(
+            taken[0].batch.rows
             if len(taken) == 1
             else np.concatenate([w.batch.rows for w in taken]),
             return_probabilities=any(w.batch.return_probabilities for w in taken),
@@ -167,6 +168,10 @@ class Batchers:
         self._batchers: weakref.WeakKeyDictionary[Predictor, MicroBatcher] = (
             weakref.WeakKeyDictionary()
         )
+
+    def __len__(self) -> int:
+        """How many batchers there are (one per version that was batched and is still served)."""
+        return len(self._batchers)
 
     def get(self, predictor: Predictor) -> MicroBatcher | None:
         if not self.enabled or not predictor.batchable:

@@ -16,6 +16,11 @@ MODEL_FILES: dict[ArtifactFormat, str] = {"skops": "model.skops", "pickle": "mod
 MANIFEST_FILE = "manifest.json"
 LINEAR_FILE = "linear.json"
 """The attachment holding a linear model's coefficients, for serving before scikit-learn loads."""
+PLOT_FILE = "report.png"
+"""The training report's plot attachment: predicted vs actual, or the confusion matrix."""
+SUMMARY_FILE = "report.json"
+"""The training report's summary attachment: the held-out metrics (and confusion matrix)."""
+REPORT_FILES = (PLOT_FILE, SUMMARY_FILE)
 
 
 class _Frozen(BaseModel):

@@ -1,7 +1,8 @@
-"""The prediction layer: one verified model version, its schema, and ``predict`` for a batch.
+"""The prediction layer: one verified model version, its schema check, and ``predict``.
 
-A :class:`Predictor` validates every batch against its manifest (row count, feature count and
-names, finite numbers) before the estimator sees it. It knows nothing of HTTP: invalid input
+A :class:`Predictor` predicts checked batches only: its :attr:`~Predictor.schema`
+(:class:`~modelserve.core.schema.SchemaCheck`) validates every batch against the manifest
+before the estimator sees it. It knows nothing of HTTP or of any wire format: invalid input
 raises :class:`~modelserve.core.errors.InvalidInputError` with field-level problems.
 """
 
@@ -10,16 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
-import simdjson
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
+from modelserve.core.batch import Batch, Prediction, checked
 from modelserve.core.errors import (
     IntegrityError,
     InvalidInputError,
@@ -28,34 +26,10 @@ from modelserve.core.errors import (
     UnsupportedOutputError,
 )
 from modelserve.core.manifest import LINEAR_FILE, FeatureSchema, Manifest, Task
+from modelserve.core.schema import SchemaCheck, summarize
 from modelserve.core.store import LoadedArtifact
-from modelserve.protocol.native import ROW_ERROR, request_model_for
 
 logger = logging.getLogger(__name__)
-
-# What a number or a blank can be made of: deleted, a plain body leaves only its skeleton.
-_NUMBER_CHARS = b"0123456789+-.eE \t\r\n"
-_SKELETON_HEAD = b'{"instancs":['  # {"instances": [ less the 'e' (an exponent character)
-_SKELETON_TAIL = b"]}"
-_parsers = threading.local()
-_NUMBER_ERRORS = frozenset({"float_type", "float_parsing", "int_type", "int_parsing"})
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A validated batch: a 2-D float64 array in the model's feature order."""
-
-    rows: np.ndarray
-    return_probabilities: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """The model's answer for a batch, row for row."""
-
-    predictions: np.ndarray
-    classes: list[Any] | None = None
-    probabilities: np.ndarray | None = None
 
 
 class Predictor:
@@ -80,7 +54,7 @@ class Predictor:
         self.max_problems = max_problems
         self.feature_names: list[str] = self.manifest.input_schema.names
         self.is_classifier = self.manifest.task == "classification"
-        self._request_model: type[BaseModel] = request_model_for(self.manifest, max_rows)
+        self.schema = SchemaCheck(self.manifest, max_rows=max_rows, max_problems=max_problems)
         self._estimator: Any = artifact.estimator
         self._load_estimator = load_estimator
         self._confirm_lock = threading.Lock()
@@ -170,123 +144,24 @@ class Predictor:
 
     # -- validation ---------------------------------------------------------------------------
 
-    def parse_json(self, body: bytes | str) -> Batch:
-        """Validate a JSON request body ``{"instances": [...], "return_probabilities": bool}``."""
-        if isinstance(body, bytes):
-            batch = self._parse_plain_rows(body)
-            if batch is not None:
-                return batch
-        try:
-            request = self._request_model.model_validate_json(body)
-        except ValidationError as exc:
-            raise self._invalid(exc) from exc
-        return self._to_batch(request)
+    def check(self, batch: Batch) -> Batch:
+        """``batch`` checked against this version's schema (see :class:`SchemaCheck`)."""
+        return self.schema.check(batch)
 
     def validate(self, instances: Any, *, return_probabilities: bool = False) -> Batch:
-        """Validate Python rows: a 2-D array, a list of lists or a list of feature mappings."""
+        """Check Python rows: a 2-D array, or a list of rows (lists, or feature mappings)."""
         if isinstance(instances, np.ndarray):
-            return self.validate_array(instances, return_probabilities=return_probabilities)
-        try:
-            request = self._request_model.model_validate(
-                {"instances": instances, "return_probabilities": return_probabilities}
+            batch = Batch.of_matrix(instances, return_probabilities=return_probabilities)
+        elif isinstance(instances, list | tuple):
+            batch = Batch.of_records(instances, return_probabilities=return_probabilities)
+        else:
+            message = (
+                f"instances must be a list of rows or a 2-D array, not {type(instances).__name__}"
             )
-        except ValidationError as exc:
-            raise self._invalid(exc) from exc
-        return self._to_batch(request)
-
-    def validate_array(
-        self, rows: np.ndarray, *, return_probabilities: bool = False, finite: bool = False
-    ) -> Batch:
-        """Validate a numeric array of shape (rows, features), as tensors arrive from /v2.
-
-        ``finite``: the decoder already knows no value is NaN or infinite (its parser refuses
-        them), so they are not looked for again.
-        """
-        count = len(self.feature_names)
-        if rows.ndim != 2:
             raise InvalidInputError(
-                f"expected a 2-D batch (rows, {count}), got shape {list(rows.shape)}",
-                problems=[Problem(("instances",), "not a 2-D batch", "invalid-shape")],
+                message, problems=[Problem(("instances",), message, "list-type")]
             )
-        problem: Problem | None = None
-        if rows.shape[0] == 0:
-            problem = Problem(
-                ("instances",), "instances is empty: send at least one row", "empty-batch"
-            )
-        elif rows.shape[0] > self.max_rows:
-            problem = Problem(
-                ("instances",),
-                f"batch has {rows.shape[0]} rows; the limit is {self.max_rows} rows per request "
-                "(MODELSERVE_MAX_ROWS)",
-                "too-many-rows",
-            )
-        elif rows.shape[1] != count:
-            problem = Problem(
-                ("instances", 0),
-                f"rows have {rows.shape[1]} values but model {self.name!r} v{self.version} "
-                f"takes {count} features: {', '.join(self.feature_names)}",
-                "feature-count",
-            )
-        if problem is not None:
-            raise InvalidInputError(problem.msg, problems=[problem])
-        matrix = np.asarray(rows, dtype=np.float64)
-        if finite:
-            return Batch(rows=matrix, return_probabilities=return_probabilities)
-        finite_cells = np.isfinite(matrix)
-        if not finite_cells.all():
-            bad = np.argwhere(~finite_cells)
-            problems = [
-                Problem(
-                    ("instances", int(r), int(c)),
-                    f"row {r}, feature {self.feature_names[c]!r}: NaN and Infinity are not allowed",
-                    "not-finite",
-                )
-                for r, c in bad[: self.max_problems]
-            ]
-            raise self._summarize(problems, len(bad))
-        return Batch(rows=matrix, return_probabilities=return_probabilities)
-
-    def _parse_plain_rows(self, body: bytes) -> Batch | None:
-        """The common case, ``{"instances": [[numbers...], ...]}``, straight into NumPy.
-
-        Accepts exactly what the Pydantic model accepts for rows as arrays, and nothing else:
-        any body with a string, boolean or null in it, another key, a ragged or mis-sized batch,
-        a number that is not strict JSON or does not fit a double (NaN, 1e999, +1, 01, .5),
-        returns None and takes the full validation path, which also writes the error message.
-
-        Two C-speed passes and no Python object per number: deleting every character a number
-        or a blank can hold must leave exactly the skeleton of n rows of ``count`` values
-        (``{"instancs":[[,,,],[,,,]]}``), and simdjson, a strict JSON parser, then writes the
-        numbers straight into a float64 buffer (~3x faster than ``orjson.loads`` + ``np.array``
-        on 10,000 rows).
-        """
-        count = len(self.feature_names)
-        rows = _plain_row_count(body.translate(None, _NUMBER_CHARS), count, self.max_rows)
-        if rows is None:
-            return None
-        try:
-            document = json_parser().parse(body)
-            instances = document["instances"] if isinstance(document, simdjson.Object) else None
-            if not isinstance(instances, simdjson.Array):
-                return None
-            values = instances.as_buffer(of_type="d")
-        except (ValueError, RuntimeError, KeyError, TypeError):
-            return None  # not strict JSON, or a number a double cannot hold (BIGINT, 1e999)
-        matrix = np.frombuffer(values, dtype=np.float64)
-        if matrix.size != rows * count:
-            return None
-        return Batch(rows=matrix.reshape(rows, count))
-
-    def _to_batch(self, request: BaseModel) -> Batch:
-        instances: list[list[float] | dict[str, float]] = request.instances  # type: ignore[attr-defined]
-        names = self.feature_names
-        rows = [
-            row if isinstance(row, list) else [row[name] for name in names] for row in instances
-        ]
-        return Batch(
-            rows=np.asarray(rows, dtype=np.float64),
-            return_probabilities=request.return_probabilities,  # type: ignore[attr-defined]
-        )
+        return self.schema.check(batch)
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -295,10 +170,6 @@ class Predictor:
         return self.predict_batch(
             self.validate(instances, return_probabilities=return_probabilities)
         )
-
-    def predict_json(self, body: bytes | str) -> Prediction:
-        """Validate a JSON request body and predict it."""
-        return self.predict_batch(self.parse_json(body))
 
     def check_outputs(self, batch: Batch) -> None:
         """Refuse outputs the model cannot give (probabilities from a regressor)."""
@@ -309,7 +180,7 @@ class Predictor:
             )
 
     def predict_batch(self, batch: Batch) -> Prediction:
-        """Predict an already validated batch; refuse it if a prediction is not a number."""
+        """Predict a checked batch; refuse it if a prediction is not a number."""
         prediction = self.predict_unchecked(batch)
         self.check_finite(prediction.predictions)
         return prediction
@@ -339,10 +210,10 @@ class Predictor:
             )
             for row in rows[: self.max_problems]
         ]
-        raise self._summarize(problems, len(rows))
+        raise summarize(problems, len(rows))
 
     def predict_unchecked(self, batch: Batch) -> Prediction:
-        """Predict an already validated batch, as the estimator answers (see predict_batch)."""
+        """Predict a checked batch, as the estimator answers (see predict_batch)."""
         self.check_outputs(batch)
         linear = self._linear
         if linear is not None:
@@ -358,20 +229,6 @@ class Predictor:
             probabilities=np.asarray(self.estimator.predict_proba(batch.rows)),
         )
 
-    # -- error translation --------------------------------------------------------------------
-
-    def _invalid(self, exc: ValidationError) -> InvalidInputError:
-        errors = exc.errors(include_url=False)
-        return self._summarize([self._problem(e) for e in errors[: self.max_problems]], len(errors))
-
-    @staticmethod
-    def _summarize(problems: list[Problem], total: int) -> InvalidInputError:
-        if total == 1:
-            return InvalidInputError(problems[0].msg, problems=problems)
-        message = f"{total} problems in the request"
-        message += f"; the first {len(problems)} are listed" if total > len(problems) else ""
-        return InvalidInputError(f"{message}: {problems[0].msg}; ...", problems=problems)
-
     # -- load-time check ----------------------------------------------------------------------
 
     def smoke_test(self) -> None:
@@ -379,7 +236,8 @@ class Predictor:
         row = np.array([[f.mean or 0.0 for f in self.manifest.input_schema.features]])
         label = f"{self.name} v{self.version}"
         try:
-            result = self.predict_batch(Batch(rows=row, return_probabilities=self.is_classifier))
+            batch = checked(row, return_probabilities=self.is_classifier)
+            result = self.predict_batch(batch)
         except Exception as exc:
             raise SmokeTestError(f"{label}: trial prediction failed: {exc}") from exc
         if result.predictions.shape != (1,):
@@ -396,71 +254,6 @@ class Predictor:
                 )
         elif not np.isfinite(result.predictions.astype(np.float64)).all():
             raise SmokeTestError(f"{label}: trial prediction is not a finite number")
-
-    def _problem(self, error: ErrorDetails) -> Problem:  # noqa: PLR0911 - one case per kind
-        kind = error["type"]
-        raw_loc = error["loc"]
-        ctx = error.get("ctx") or {}
-        loc = _strip_row_tag(tuple(raw_loc))
-        count = len(self.feature_names)
-        if kind == "json_invalid":
-            return Problem(
-                loc,
-                f"request body is not valid JSON: {ctx.get('error', error['msg'])}",
-                "invalid-json",
-            )
-        if loc == ("instances",):
-            if kind == "too_short":
-                return Problem(loc, "instances is empty: send at least one row", "empty-batch")
-            if kind == "too_long":
-                return Problem(
-                    loc,
-                    f"batch has {ctx.get('actual_length')} rows; the limit is {self.max_rows} "
-                    "rows per request (MODELSERVE_MAX_ROWS)",
-                    "too-many-rows",
-                )
-        if len(loc) == 2 and loc[0] == "instances":
-            row = loc[1]
-            if kind in ("too_short", "too_long"):
-                return Problem(
-                    loc,
-                    f"row {row} has {ctx.get('actual_length')} values but model {self.name!r} "
-                    f"v{self.version} takes {count} features: {', '.join(self.feature_names)}",
-                    "feature-count",
-                )
-            if kind == ROW_ERROR:
-                return Problem(
-                    loc, f"row {row} {error['msg'].removeprefix('each row ')}", "invalid-row"
-                )
-        if len(loc) == 3 and loc[0] == "instances":
-            row, where = loc[1], loc[2]
-            feature = (
-                self.feature_names[where] if isinstance(where, int) and where < count else where
-            )
-            if kind == "missing":
-                return Problem(loc, f"row {row} is missing feature {feature!r}", "missing-feature")
-            if kind == "extra_forbidden":
-                return Problem(
-                    loc,
-                    f"row {row} has unknown feature {feature!r}; model {self.name!r} "
-                    f"v{self.version} takes: {', '.join(self.feature_names)}",
-                    "unknown-feature",
-                )
-            if kind == "finite_number":
-                return Problem(
-                    loc,
-                    f"row {row}, feature {feature!r}: NaN and Infinity are not allowed",
-                    "not-finite",
-                )
-            if kind in _NUMBER_ERRORS:
-                return Problem(
-                    loc,
-                    f"row {row}, feature {feature!r}: expected a number, "
-                    f"got {_describe(error.get('input'))}",
-                    "not-a-number",
-                )
-        where = ".".join(str(part) for part in loc) or "body"
-        return Problem(loc, f"{where}: {error['msg']}", kind.replace("_", "-"))
 
 
 _LINEAR_REGRESSORS = frozenset(
@@ -519,43 +312,4 @@ def _linear_of(
     return coef, np.float64(intercept)
 
 
-def json_parser() -> simdjson.Parser:
-    """This thread's simdjson parser (a parser is not thread-safe; its documents live until
-    its next ``parse``, so callers copy what they keep before parsing again)."""
-    parser: simdjson.Parser | None = getattr(_parsers, "parser", None)
-    if parser is None:
-        parser = _parsers.parser = simdjson.Parser()
-    return parser
-
-
-def _plain_row_count(skeleton: bytes, count: int, max_rows: int) -> int | None:
-    """n when ``skeleton`` is exactly that of n rows of ``count`` values (1 <= n <= max_rows)."""
-    row = b"[" + b"," * (count - 1) + b"]"
-    inner = len(skeleton) - len(_SKELETON_HEAD) - len(_SKELETON_TAIL) + 1  # n rows and n commas
-    rows, extra = divmod(inner, len(row) + 1)
-    if extra or not 0 < rows <= max_rows:
-        return None
-    expected = b"".join((_SKELETON_HEAD, (row + b",") * (rows - 1), row, _SKELETON_TAIL))
-    return rows if skeleton == expected else None
-
-
-def _strip_row_tag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """Drop the union tag ("array"/"object") pydantic puts after the row index."""
-    if len(loc) >= 3 and loc[0] == "instances" and loc[2] in ("array", "object"):
-        return loc[:2] + loc[3:]
-    return loc
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        text = value if len(value) <= 20 else value[:20] + "…"
-        return f"string {text!r}"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, Sequence):
-        return "an array"
-    return type(value).__name__
+__all__ = ["Batch", "Prediction", "Predictor", "linear_attachment"]

@@ -1,10 +1,9 @@
 """Batch scoring: stream a CSV or Parquet file through a predictor into a CSV of predictions.
 
-Transport-agnostic like the predictor: ``modelserve predict --input data.csv`` calls
-:func:`score_file`. The file is read in chunks (pyarrow's streaming CSV reader, or Parquet
-row batches), so memory stays flat whatever the file's size. Each chunk is validated by the
-same :meth:`~modelserve.core.predictor.Predictor.validate_array` the HTTP APIs use, and any problem
-is reported with its row number in the file (1 = the first data row). Output row *i* is the
+``modelserve predict --input data.csv`` calls :func:`score_file`: the data plane's steps for a
+file. It is read in chunks (:mod:`modelserve.protocol.table`), so memory stays flat whatever the
+file's size; each chunk is checked by the model's schema check, as every request is, and any
+problem is reported with its row number in the file (1 = the first data row). Output row *i* is the
 prediction for input row *i*. The output is written to a temporary file beside the target and
 renamed into place only when every row was predicted, so a failed run never leaves a partial
 file that looks complete.
@@ -12,24 +11,23 @@ file that looks complete.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from modelserve.core.errors import BatchFileError, InvalidInputError, Problem
-from modelserve.core.predictor import Batch, Prediction, Predictor
+from modelserve.core.batch import Batch, Prediction
+from modelserve.core.errors import BatchFileError, InvalidInputError
+from modelserve.core.predictor import Predictor
+from modelserve.protocol import table
 
 DEFAULT_CHUNK_ROWS = 65_536
-PREDICTION_COLUMN = "prediction"
+PREDICTION_COLUMN = table.PREDICTION_COLUMN
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -87,7 +85,7 @@ def score_file(
             "probabilities (drop --probabilities)"
         )
     features = list(predictor.feature_names)
-    columns = _columns(source, kind)
+    columns = table.columns(source, kind)
     missing = [name for name in features if name not in columns]
     if missing:
         raise BatchFileError(
@@ -101,17 +99,17 @@ def score_file(
         with _open_output(temporary, stdout) as sink:
             writer: pacsv.CSVWriter | None = None
             done = 0
-            for table in _chunks(source, kind, features, chunk_rows):
-                matrix = _matrix(table, features, done)
-                batch = _validate(predictor, matrix, probabilities, done)
+            for chunk in table.read_chunks(source, kind, features, chunk_rows):
+                decoded = table.decode(chunk, features, done, probabilities=probabilities)
+                batch = _check(predictor, decoded, done)
                 prediction = _predict(predictor, batch, done)
-                out = _output_table(prediction)
+                out = table.encode(prediction)
                 if writer is None:
                     options = pacsv.WriteOptions(quoting_style="needed")
                     writer = pacsv.CSVWriter(sink, out.schema, write_options=options)
                 writer.write_table(out)
-                done += table.num_rows
-                progress(table.num_rows)
+                done += chunk.num_rows
+                progress(chunk.num_rows)
             if writer is None:
                 raise BatchFileError(f"{source} has no data rows")
             writer.close()
@@ -126,107 +124,14 @@ def score_file(
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _columns(source: Path, kind: str) -> list[str]:
+def _check(predictor: Predictor, batch: Batch, done: int) -> Batch:
     try:
-        if kind == "parquet":
-            return list(pq.ParquetFile(source).schema_arrow.names)
-        with source.open(newline="", encoding="utf-8") as stream:
-            header = next(csv.reader(stream), None)
-    except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
-        raise BatchFileError(f"cannot read {source}: {exc}") from exc
-    if not header:
-        raise BatchFileError(f"{source} is empty: expected a header row of column names")
-    return [name.strip() for name in header]
-
-
-def _chunks(source: Path, kind: str, features: list[str], chunk_rows: int) -> Iterator[pa.Table]:
-    """Tables of at most ``chunk_rows`` rows holding the feature columns as float64."""
-    if kind == "parquet":
-        parquet = pq.ParquetFile(source)
-        for columns in parquet.iter_batches(batch_size=chunk_rows, columns=features):
-            yield _as_float(pa.Table.from_batches([columns]), features, source)
-        return
-    try:  # opening reads and converts the first block already
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=1 << 22),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(features, pa.float64()), include_columns=features
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise _locate_csv_problem(source, features, exc) from exc
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    while True:
-        try:
-            record_batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except pa.ArrowInvalid as exc:
-            raise _locate_csv_problem(source, features, exc) from exc
-        pending.append(record_batch)
-        pending_rows += record_batch.num_rows
-        while pending_rows >= chunk_rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, chunk_rows)
-            rest = table.slice(chunk_rows)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-    if pending_rows:
-        yield pa.Table.from_batches(pending)
-
-
-def _as_float(table: pa.Table, features: list[str], source: Path) -> pa.Table:
-    for name in features:
-        column_type = table.schema.field(name).type
-        if not (pa.types.is_integer(column_type) or pa.types.is_floating(column_type)):
-            raise BatchFileError(
-                f"{source}: column {name!r} holds {column_type}, not numbers; the model's "
-                "features are numeric"
-            )
-    return table.cast(pa.schema([pa.field(name, pa.float64()) for name in features]))
-
-
-def _locate_csv_problem(source: Path, features: list[str], exc: Exception) -> InvalidInputError:
-    """pyarrow names the column but not the row: find the first bad row with the csv module."""
-    with source.open(newline="", encoding="utf-8", errors="replace") as stream:
-        rows = csv.reader(stream)
-        header = [name.strip() for name in next(rows)]
-        positions = [header.index(name) for name in features]
-        for number, row in enumerate(rows, start=1):
-            if not row:
-                continue
-            if len(row) != len(header):
-                return _row_error(
-                    number, None, f"has {len(row)} values but the header has {len(header)}"
-                )
-            for name, position in zip(features, positions, strict=True):
-                cell = row[position].strip()
-                try:
-                    float(cell)
-                except ValueError:
-                    if cell:  # empty cells are reported as missing once converted
-                        return _row_error(number, name, f"{cell[:40]!r} is not a number")
-    return InvalidInputError(f"{source}: {exc}")
-
-
-def _matrix(table: pa.Table, features: list[str], done: int) -> np.ndarray:
-    for index, name in enumerate(features):
-        column = table.column(index)
-        if column.null_count:
-            first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise _row_error(done + first + 1, name, "is empty (or NaN)")
-    return np.column_stack([table.column(i).to_numpy() for i in range(len(features))])
-
-
-def _validate(predictor: Predictor, matrix: np.ndarray, probabilities: bool, done: int) -> Batch:
-    try:
-        return predictor.validate_array(matrix, return_probabilities=probabilities)
+        return predictor.check(batch)
     except InvalidInputError as exc:
         loc = exc.problems[0].loc if exc.problems else ()
         if len(loc) == 3 and isinstance(loc[1], int) and isinstance(loc[2], int):
             row, feature = loc[1], predictor.feature_names[loc[2]]
-            raise _row_error(done + row + 1, feature, "is Infinity (not allowed)") from exc
+            raise table.row_error(done + row + 1, feature, "is Infinity (not allowed)") from exc
         raise
 
 
@@ -236,31 +141,13 @@ def _predict(predictor: Predictor, batch: Batch, done: int) -> Prediction:
     except InvalidInputError as exc:
         loc = exc.problems[0].loc if exc.problems else ()
         if exc.code == "prediction-not-finite" and len(loc) == 2 and isinstance(loc[1], int):
-            raise _row_error(
+            raise table.row_error(
                 done + loc[1] + 1, None, "gets a prediction that is not a finite number"
             ) from exc
         raise
 
 
-def _row_error(row: int, feature: str | None, what: str) -> InvalidInputError:
-    subject = f"row {row}" + (f", feature {feature!r}," if feature else "")
-    loc: tuple[str | int, ...] = ("row", row) if feature is None else ("row", row, feature)
-    message = f"{subject} {what}"
-    return InvalidInputError(message, problems=[Problem(loc, message, "invalid-row")])
-
-
 # -- writing -----------------------------------------------------------------------------------
-
-
-def _output_table(prediction: Prediction) -> pa.Table:
-    predictions = prediction.predictions
-    columns: dict[str, Any] = {
-        PREDICTION_COLUMN: predictions if predictions.dtype.kind in "fiub" else predictions.tolist()
-    }
-    if prediction.probabilities is not None:
-        for index, label in enumerate(prediction.classes or []):
-            columns[f"probability_{label}"] = prediction.probabilities[:, index]
-    return pa.table(columns)
 
 
 class _open_output:  # noqa: N801 - a context manager used like open()

@@ -16,17 +16,15 @@ from starlette.types import Receive, Scope, Send
 from modelserve import __version__
 from modelserve.core.settings import Settings
 from modelserve.http.fastpath import FastLane
-from modelserve.http.problems import (
-    BodyLimitMiddleware,
-    ConcurrencyLimitMiddleware,
-    install_error_handlers,
-)
+from modelserve.http.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
+from modelserve.http.paths import PROBE_PATHS
+from modelserve.http.problems import install_error_handlers
 from modelserve.http.routes import metrics_router, router
-from modelserve.http.runtime import PROBE_PATHS, Runtime
+from modelserve.http.runtime import Runtime
 from modelserve.http.v2_routes import router as v2_router
 from modelserve.ops.observe import ObservabilityMiddleware
 from modelserve.protocol.native import PredictRequest, ProblemDetails
-from modelserve.protocol.v2 import ErrorBody, InferenceRequest
+from modelserve.protocol.v2.types import ErrorBody, InferenceRequest
 
 
 class ModelServeApp(FastAPI):

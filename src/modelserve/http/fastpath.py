@@ -3,8 +3,8 @@
 FastAPI's routing, dependency injection and its middleware stack cost more than validating and
 predicting a one-row batch. The app (:class:`modelserve.http.app.ModelServeApp`) hands each
 ``POST`` to :class:`FastLane` first. The lane answers small predict and infer requests itself,
-completely: with the same core calls the routes make (registry -> predictor / oip), the same
-answer document (``schemas.prediction_body``, ``oip.encode``), the same error table for what
+completely: with the same calls the routes make (registry, then the data plane's decode ->
+check -> predict -> encode, so the same encoders), the same error table for what
 fails (``problems.exception_response``; ``problems.unexpected_response``, logged with its
 traceback, for what nobody foresaw), and the same observability (request id, metrics, access
 line) and concurrency limit as the middleware. It hands a request to the app untouched, before
@@ -39,10 +39,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve.core.errors import DeadlineExceededError, ModelServeError
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
+from modelserve.dataplane.plane import answer_native, answer_v2
+from modelserve.http import paths
+from modelserve.http.limits import InFlight
 from modelserve.http.problems import CLIENT_CLOSED, exception_response, unexpected_response
 from modelserve.ops.observe import ARRIVED_KEY, Observer, RequestInfo, request_id_of
-from modelserve.protocol import v2 as oip
-from modelserve.protocol.native import Liveness, Readiness, prediction_body
+from modelserve.protocol.native import Liveness, Readiness
+from modelserve.protocol.v2.types import HEADER_LENGTH
 
 # Versions are ASCII digits, as everywhere (store.parse_version); \d takes other scripts' too.
 # /v1 refuses version 0 before looking for it (a 422, from the route's ge=1): the app says so.
@@ -51,42 +54,27 @@ _V2 = re.compile(r"^/v2/models/([^/]+)/(?:versions/([0-9]+)/)?infer$")
 _JSON = (b"content-type", b"application/json")
 _BINARY = (b"content-type", b"application/octet-stream")
 _TEMPLATES = {
-    (False, False): "/v1/models/{name}/predict",
-    (False, True): "/v1/models/{name}/versions/{version}/predict",
-    (True, False): "/v2/models/{name}/infer",
-    (True, True): "/v2/models/{name}/versions/{version}/infer",
+    (False, False): paths.PREDICT,
+    (False, True): paths.PREDICT_VERSION,
+    (True, False): paths.INFER,
+    (True, True): paths.INFER_VERSION,
 }
 _Target = tuple[str, str | None, bool, str]
 _UNKNOWN = ("", None, False, "")  # a path not looked at yet (targets are never this)
 _MAX_TARGETS = 1024
 _Answer = tuple[bytes, int | None]
 """A response body, and the length of its JSON header when binary tensors follow it."""
-_HEADER_LENGTH = oip.HEADER_LENGTH.lower().encode()
+_HEADER_LENGTH = HEADER_LENGTH.lower().encode()
 # The probes' bodies when the server is up (and, for readiness, ready): what the routes return.
 _LIVE = Liveness().model_dump_json().encode()
 _V2_LIVE = orjson.dumps({"live": True})
 _V2_READY = orjson.dumps({"ready": True})
-PROBES = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 
 
 class Owner(Protocol):
     """The app a request is addressed to (``scope["app"]``, which the app's routes read)."""
 
     state: State
-
-
-class InFlight:
-    """How many requests are being served, against the limit; shared with the fast lane."""
-
-    __slots__ = ("active", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    @property
-    def full(self) -> bool:
-        return self.active >= self.limit
 
 
 class FastLane:
@@ -127,7 +115,7 @@ class FastLane:
                 scope["app"] = owner
                 await self(scope, receive, send, app)
                 return
-            if method == "GET" and scope["path"] in PROBES:
+            if method == "GET" and scope["path"] in paths.HEALTH_PROBES:
                 scope["app"] = owner
                 await self.probe(scope, receive, send, app)
                 return
@@ -144,8 +132,8 @@ class FastLane:
         return found
 
     def _match(self, path: str) -> _Target | None:
-        if path == "/predict":
-            return self.default_model, None, False, "/predict"
+        if path == paths.DEFAULT_PREDICT:
+            return self.default_model, None, False, paths.DEFAULT_PREDICT
         match = _NATIVE.match(path) or _V2.match(path)
         if match is None:
             return None
@@ -178,7 +166,7 @@ class FastLane:
             if read is _COMPLETE:
                 info = RequestInfo("")
                 try:
-                    answered = self._answer(registry, body, target, info)
+                    answered = self.answer(registry, body, target, info)
                 except Exception as exc:  # rendered as the app renders it, from the one table
                     info.request_id = request_id_of(scope["headers"])
                     await self._fail(scope, send, info, exc, arrived)
@@ -193,21 +181,21 @@ class FastLane:
         await app(scope, _replay(body, read is not _LARGE, receive), send)
 
     async def probe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-        """Answer a ``GET`` of one of :data:`PROBES`; the app answers it when not ready."""
+        """Answer a ``GET`` of a health probe; the app answers it when not ready."""
         arrived = time.perf_counter()
         path: str = scope["path"]
         registry = self.registry
         if registry is None:  # no lifespan (yet): the app says what is wrong
             await app(scope, receive, send)
             return
-        if path == "/health/live":
+        if path == paths.LIVE:
             answer = _LIVE
-        elif path == "/v2/health/live":
+        elif path == paths.V2_LIVE:
             answer = _V2_LIVE
         elif not registry.ready:
             await app(scope, receive, send)
             return
-        elif path == "/health/ready":
+        elif path == paths.READY:
             answer = Readiness(models=registry.loaded_versions()).model_dump_json().encode()
         else:
             answer = _V2_READY
@@ -321,7 +309,7 @@ class FastLane:
                 task.cancel()
         return len(late)
 
-    def _answer(
+    def answer(
         self, registry: ModelRegistry, body: bytes, target: _Target, info: RequestInfo
     ) -> _Answer | None:
         """The answer to a request, or None, before any work, when the app is to answer it.
@@ -336,14 +324,12 @@ class FastLane:
         info.model, info.version = predictor.name, predictor.version
         if v2:
             info.api = "v2"
-            encoded = oip.infer(predictor, body, None)
-            info.rows = encoded.rows
-            return encoded.body, encoded.header_length
-        info.api = "native"
-        prediction = predictor.predict_json(body)
-        info.rows = len(prediction.predictions)
-        document = prediction_body(predictor.name, predictor.version, prediction)
-        return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY), None
+            encoded = answer_v2(predictor, body, None)
+        else:
+            info.api = "native"
+            encoded = answer_native(predictor, body)
+        info.rows = encoded.rows
+        return encoded.body, encoded.header_length
 
 
 def _small(headers: list[tuple[bytes, bytes]], limit: int) -> bool:

@@ -17,7 +17,6 @@ import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.core.errors import (
     ArtifactError,
@@ -42,7 +41,6 @@ from modelserve.protocol.native import ProblemDetails
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modelserve.http.fastpath import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -211,89 +209,6 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(cls, _error_handler)
     # The client's doing, not the server's: no error, no traceback; the access line says 499.
     app.add_exception_handler(ClientDisconnect, _client_gone)
-
-
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self, size: int | None) -> PayloadTooLargeError:
-        got = f" ({size} bytes)" if size is not None else ""
-        return PayloadTooLargeError(
-            f"request body is larger than the limit of {self.max_bytes} bytes{got} "
-            "(MODELSERVE_MAX_BODY_BYTES); send fewer rows per request",
-            limit=self.max_bytes,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    error = self._too_large(declared)
-                    response = error_response(scope["path"], 413, error.message, code=error.code)
-                    await response(scope, receive, send)
-                    return
-                break
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._too_large(None)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-class ConcurrencyLimitMiddleware:
-    """Answer 503 with Retry-After at once when ``limit`` requests are already being served.
-
-    Excess load is shed in microseconds instead of queueing without bound; paths in ``exempt``
-    (health probes) always pass. Requests the fast lane answers count in the same ``in_flight``.
-    """
-
-    def __init__(self, app: ASGIApp, in_flight: InFlight, exempt: frozenset[str]) -> None:
-        self.app = app
-        self.in_flight = in_flight
-        self.exempt = exempt
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        in_flight = self.in_flight
-        if in_flight.full:
-            error = OverloadedError(
-                f"the server is busy with {in_flight.limit} requests "
-                "(MODELSERVE_MAX_CONCURRENT_REQUESTS); retry shortly"
-            )
-            response = error_response(
-                scope["path"],
-                503,
-                error.message,
-                code=error.code,
-                headers=ERROR_HEADERS[OverloadedError],
-            )
-            await response(scope, receive, send)
-            return
-        in_flight.active += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            in_flight.active -= 1
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,11 +1,13 @@
 """The native JSON API: thin routes over the registry and predictors.
 
-Each route takes HTTP in, calls the core, and turns the answer into HTTP. Errors are raised as
-core exceptions and mapped to problem+json by :mod:`modelserve.http.problems`.
+Each route takes HTTP in, calls the data plane or the core, and turns the answer into HTTP.
+Errors are raised as core exceptions and mapped to problem+json by
+:mod:`modelserve.http.problems`.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,10 +18,12 @@ from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from modelserve.core.errors import ModelUnavailableError
+from modelserve.core.manifest import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
 from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 from modelserve.core.store import parse_version
+from modelserve.dataplane.plane import answer_merged, answer_native, prepare_native
 from modelserve.http.deps import (
     InferenceAccess,
     RegistryDep,
@@ -41,9 +45,7 @@ from modelserve.protocol.native import (
     Readiness,
     ReportLinks,
     VersionSummary,
-    prediction_body,
 )
-from modelserve.training.report import PLOT_FILE, REPORT_FILES, SUMMARY_FILE
 
 ModelName = Annotated[str, Path(description="Model name, as in the store.")]
 
@@ -89,14 +91,17 @@ async def _predict(predictor: Predictor, request: Request, settings: Settings) -
     info = note_model(request.scope, predictor.name, predictor.version, "native")
     batcher = get_batchers(request).get(predictor)
     if batcher is None:
-        prediction = await read_and_run(request, settings, predictor.predict_json)
+        encoded = await read_and_run(request, settings, partial(answer_native, predictor))
     else:
-        prediction = await read_run_and_await(
-            request, settings, predictor.parse_json, batcher.predict
+        encoded = await read_run_and_await(
+            request,
+            settings,
+            partial(prepare_native, predictor),
+            partial(answer_merged, batcher, v2=False),
         )
     if info is not None:
-        info.rows = len(prediction.predictions)
-    return json_response(prediction_body(predictor.name, predictor.version, prediction))
+        info.rows = encoded.rows
+    return Response(encoded.body, media_type=JSON)
 
 
 @router.post(

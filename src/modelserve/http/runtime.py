@@ -26,7 +26,9 @@ from modelserve.core.errors import StoreError
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 from modelserve.http import connections
-from modelserve.http.fastpath import FastLane, InFlight
+from modelserve.http.fastpath import FastLane
+from modelserve.http.limits import InFlight
+from modelserve.http.paths import PROBE_PATHS
 from modelserve.ops.logs import flush_handlers
 from modelserve.ops.metrics import Metrics
 from modelserve.ops.observe import Observer
@@ -34,11 +36,6 @@ from modelserve.ops.observe import Observer
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-
-# Probed by orchestrators and scrapers: never shed under load, not logged unless asked.
-PROBE_PATHS = frozenset(
-    {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics"}
-)
 
 
 class Runtime:

@@ -1,10 +1,11 @@
-"""Open Inference Protocol (KServe V2) routes under /v2: thin, over the same core as /v1.
+"""Open Inference Protocol (KServe V2) routes under /v2: thin, over the same data plane as /v1.
 
 Errors under /v2 answer ``{"error": "..."}`` (see :mod:`modelserve.http.problems`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,6 +17,7 @@ from modelserve.core.errors import ModelUnavailableError, VersionNotFoundError
 from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.store import parse_version
+from modelserve.dataplane.plane import Prepared, answer_merged, encode_v2, prepare_v2
 from modelserve.http.deps import (
     AdminAccess,
     InferenceAccess,
@@ -26,7 +28,11 @@ from modelserve.http.deps import (
     read_run_and_await,
 )
 from modelserve.ops.observe import note_model
-from modelserve.protocol import v2 as oip
+from modelserve.protocol.v2 import encode as v2_encode
+from modelserve.protocol.v2 import types as oip
+from modelserve.protocol.v2.decode import parse_header_length
+from modelserve.protocol.v2.types import HEADER_LENGTH
+from modelserve.protocol.wire import Encoded
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # A reference, not {"model": ErrorBody}: FastAPI would build a validator for every status of
@@ -96,7 +102,7 @@ async def server_ready(registry: RegistryDep) -> dict[str, bool]:
 def _metadata(registry: ModelRegistry, name: str, version: int | None) -> oip.ModelMetadata:
     predictor = registry.get(name, version)
     versions = sorted(registry.state(name).loaded)
-    return oip.model_metadata(name, versions, predictor.manifest)
+    return v2_encode.model_metadata(name, versions, predictor.manifest)
 
 
 @models.get("/models/{name}", response_model=oip.ModelMetadata, summary="Model metadata")
@@ -131,25 +137,23 @@ async def model_version_ready(
 
 async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
     info = note_model(request.scope, predictor.name, predictor.version, "v2")
-    header = request.headers.get(oip.HEADER_LENGTH)
+    header = request.headers.get(HEADER_LENGTH)
+
+    def prepare(body: bytes) -> Prepared:
+        return prepare_v2(predictor, body, parse_header_length(header, len(body)))
 
     batcher = get_batchers(request).get(predictor)
     if batcher is None:
 
-        def work(body: bytes) -> oip.EncodedResponse:
-            return oip.infer(predictor, body, oip.parse_header_length(header, len(body)))
+        def work(body: bytes) -> Encoded:
+            prepared = prepare(body)
+            return encode_v2(predictor, prepared, predictor.predict_batch(prepared.batch))
 
         encoded = await read_and_run(request, settings, work)
     else:
-
-        def prepare(body: bytes) -> oip.Prepared:
-            return oip.prepare(predictor, body, oip.parse_header_length(header, len(body)))
-
-        async def predict(prepared: oip.Prepared) -> oip.EncodedResponse:
-            prediction = await batcher.predict(prepared.batch)
-            return oip.encode(predictor, prediction, prepared.request_id, prepared.outputs)
-
-        encoded = await read_run_and_await(request, settings, prepare, predict)
+        encoded = await read_run_and_await(
+            request, settings, prepare, partial(answer_merged, batcher, v2=True)
+        )
     if info is not None:
         info.rows = encoded.rows
     if encoded.header_length is None:
@@ -157,7 +161,7 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
     return Response(
         encoded.body,
         media_type="application/octet-stream",
-        headers={oip.HEADER_LENGTH: str(encoded.header_length)},
+        headers={HEADER_LENGTH: str(encoded.header_length)},
     )
 
 

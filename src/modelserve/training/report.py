@@ -16,11 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelserve.core.manifest import Task
-
-PLOT_FILE = "report.png"
-SUMMARY_FILE = "report.json"
-REPORT_FILES = (PLOT_FILE, SUMMARY_FILE)
+from modelserve.core.manifest import PLOT_FILE, REPORT_FILES, SUMMARY_FILE, Task
 
 
 def build_report(

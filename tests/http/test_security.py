@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from modelserve.core.settings import Settings
 from modelserve.core.store import ModelStore
 from modelserve.http.app import create_app
+from tests.core.test_store import MARKER_NAME, plant_malicious_pickle
 from tests.helpers import ADMIN, ROW, assert_problem, free_port, running_server, serve_command
 from tests.slow_model import publish_slow_model
-from tests.test_store import MARKER_NAME, plant_malicious_pickle
 
 INFERENCE_KEY = "test-inference-key"
 

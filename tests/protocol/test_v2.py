@@ -1,4 +1,4 @@
-"""The V2 codec on its own: decoding tensors, shaping the batch, encoding outputs."""
+"""The Open Inference Protocol's decoder (its lean roads inside it) and encoder."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from modelserve.core.batch import Prediction
 from modelserve.core.errors import InvalidInputError
-from modelserve.core.predictor import Prediction, Predictor
+from modelserve.core.predictor import Predictor
 from modelserve.core.store import LoadPolicy, ModelStore
-from modelserve.protocol import v2 as oip
+from modelserve.dataplane.plane import answer_v2
+from modelserve.protocol.v2 import decode as dec
+from modelserve.protocol.v2 import encode as enc
+from modelserve.protocol.v2 import types
 from tests.helpers import ROW
 
 FEATURES = [f"x{i}" for i in range(10)]
@@ -49,9 +53,19 @@ def binary_request(arrays: dict[str, np.ndarray], datatype: str = "FP64") -> tup
     return header + b"".join(a.tobytes() for a in arrays.values()), len(header)
 
 
+_DEFAULT: list[Predictor] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _default_model(predictor: Predictor) -> None:
+    _DEFAULT[:] = [predictor]
+
+
 def rows_of(body: bytes, header_length: int | None = None) -> np.ndarray:
-    parsed, tensors = oip.decode(body, header_length)
-    return oip.to_rows(parsed, tensors, FEATURES)
+    """The checked rows of a request to the default model (features x0..x9)."""
+    predictor = _DEFAULT[0]
+    request = dec.general_request(body, header_length, predictor.manifest)
+    return predictor.check(request.batch).rows
 
 
 def test_flat_and_nested_data_give_the_same_batch() -> None:
@@ -218,12 +232,12 @@ def test_binary_errors() -> None:
 )
 def test_header_length_errors(value: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
-        oip.parse_header_length(value, 10)
+        dec.parse_header_length(value, 10)
 
 
 def test_infer_json_response(predictor: Predictor) -> None:
     body = request({"name": "x", "shape": [1, 10], "datatype": "FP64", "data": ROW}, id="req-1")
-    encoded = oip.infer(predictor, body, None)
+    encoded = answer_v2(predictor, body, None)
     assert encoded.header_length is None
     document = orjson.loads(encoded.body)
     expected = predictor.estimator.predict(np.array([ROW]))
@@ -249,8 +263,8 @@ def test_infer_json_response(predictor: Predictor) -> None:
 def test_the_json_predict_answer_is_the_documented_document(
     predictor: Predictor, values: np.ndarray, request_id: str | None
 ) -> None:
-    output = oip.RequestedOutput(oip.PREDICT, binary=False)
-    direct = oip.encode(predictor, Prediction(predictions=values), request_id, [output])
+    output = types.RequestedOutput(types.PREDICT, binary=False)
+    direct = enc.encode("default", 1, Prediction(predictions=values), request_id, [output])
     document: dict[str, object] = {"model_name": "default", "model_version": "1"}
     if request_id is not None:
         document["id"] = request_id
@@ -276,7 +290,7 @@ def test_infer_binary_response_when_asked(classifier: Predictor) -> None:
             {"name": "predict", "parameters": {"binary_data": False}},
         ],
     )
-    encoded = oip.infer(classifier, body, None)
+    encoded = answer_v2(classifier, body, None)
     assert encoded.header_length is not None
     header = orjson.loads(encoded.body[: encoded.header_length])
     proba_meta, labels = header["outputs"]
@@ -293,8 +307,8 @@ def test_infer_binary_response_when_asked(classifier: Predictor) -> None:
 
 def test_string_labels_are_bytes_tensors() -> None:
     values = np.array(["cat", "dog"])
-    assert oip.datatype_of(values.dtype) == "BYTES"
-    blob = oip._binary(values, "BYTES")
+    assert enc.datatype_of(values.dtype) == "BYTES"
+    blob = enc.binary_tensor(values, "BYTES")
     assert blob == struct.pack("<I", 3) + b"cat" + struct.pack("<I", 3) + b"dog"
 
 
@@ -306,11 +320,11 @@ def test_unknown_output_is_refused(predictor: Predictor) -> None:
     with pytest.raises(
         InvalidInputError, match="unknown output 'predict_proba'; model 'default' has: predict"
     ):
-        oip.infer(predictor, body, None)
+        answer_v2(predictor, body, None)
 
 
 def test_model_metadata(classifier: Predictor) -> None:
-    metadata = oip.model_metadata("clf", [1], classifier.manifest)
+    metadata = enc.model_metadata("clf", [1], classifier.manifest)
     assert metadata.model_dump() == {
         "name": "clf",
         "versions": ["1"],
@@ -372,7 +386,7 @@ _FULL_ONLY = [  # bodies neither lean decoder takes: the full one decodes them o
     ],
 )
 def test_other_v2_bodies_take_the_full_decoder(body: bytes) -> None:
-    assert oip._decode_plain(body) is None
+    assert dec.read_plain(body) is None
 
 
 @pytest.mark.parametrize("datatype", [b"{}", b"[]", b"1"])
@@ -380,10 +394,10 @@ def test_a_large_body_with_a_datatype_that_is_no_string_gets_the_full_decoders_e
     datatype: bytes,
 ) -> None:
     body = _v2(str([0.5] * 400), shape="[40, 10]").replace(b'"FP64"', datatype)
-    assert len(body) >= oip._PLAIN_MIN_BYTES
-    assert oip._decode_plain(body) is None
+    assert len(body) >= dec.PLAIN_MIN_BYTES
+    assert dec.read_plain(body) is None
     with pytest.raises(InvalidInputError, match=r"inputs\.0\.datatype"):
-        oip.decode(body, None)
+        dec.read_tensors(body, None)
 
 
 _numbers = st.one_of(
@@ -411,19 +425,19 @@ _SMALL_TOO = [
 
 @pytest.mark.parametrize(
     ("lean", "body"),
-    [(oip._decode_plain, body) for body in _BOTH_LEAN]
+    [(dec.read_plain, body) for body in _BOTH_LEAN]
     + [
-        (oip._decode_small, body)
+        (dec.read_small, body)
         for body in [*_BOTH_LEAN, _v2("[0.1, 16777217, 1e-50, 4]", datatype="FP32"), *_SMALL_TOO]
     ],
 )
 def test_lean_decoders_skip_pydantic_and_decode_as_the_full_decoder_does(
-    lean: Callable[[bytes], tuple[oip.Header, list[np.ndarray]] | None], body: bytes
+    lean: Callable[[bytes], tuple[dec.Header, list[np.ndarray]] | None], body: bytes
 ) -> None:
     decoded = lean(body)
     assert decoded is not None
     request, tensors = decoded
-    full_request, full_tensors = oip._decode_full(body, None)
+    full_request, full_tensors = dec.read_full(body, None)
     assert request == full_request
     for tensor, full in zip(tensors, full_tensors, strict=True):
         assert (tensor.dtype, tensor.shape) == (full.dtype, full.shape)
@@ -453,14 +467,14 @@ def test_lean_decoders_skip_pydantic_and_decode_as_the_full_decoder_does(
     ],
 )
 def test_other_small_v2_bodies_take_the_full_decoder(body: bytes) -> None:
-    assert oip._decode_small(body) is None
+    assert dec.read_small(body) is None
 
 
 @pytest.mark.parametrize("body", [_v2("[1, 2, 3, 4]"), _v2("[1, 2, 3, 4]") + b" " * 3000])
 def test_bodies_of_every_size_take_a_lean_decoder(body: bytes) -> None:
-    assert (oip._decode_small if len(body) < oip._PLAIN_MIN_BYTES else oip._decode_plain)(body)
-    request, tensors = oip.decode(body, None)
-    assert request.inputs == [oip.InputSpec("input", [2, 2], "FP64", {})]
+    assert (dec.read_small if len(body) < dec.PLAIN_MIN_BYTES else dec.read_plain)(body)
+    request, tensors, _ = dec.read_tensors(body, None)
+    assert request.inputs == [dec.InputSpec("input", [2, 2], "FP64", {})]
     np.testing.assert_array_equal(tensors[0], [[1, 2], [3, 4]])
 
 
@@ -473,9 +487,9 @@ def test_bodies_of_every_size_take_a_lean_decoder(body: bytes) -> None:
     extra=st.sampled_from([{}, {"parameters": {}}, {"outputs": [{"name": "predict"}]}]),
     input_extra=st.sampled_from([{}, {"parameters": {}}]),
 )
-@pytest.mark.parametrize("lean", [oip._decode_plain, oip._decode_small])
+@pytest.mark.parametrize("lean", [dec.read_plain, dec.read_small])
 def test_the_lean_decoders_accept_only_what_the_full_one_accepts_and_decode_it_the_same(
-    lean: Callable[[bytes], tuple[oip.Header, list[np.ndarray]] | None],
+    lean: Callable[[bytes], tuple[dec.Header, list[np.ndarray]] | None],
     data: list[object],
     shape: list[object],
     datatype: str,
@@ -490,7 +504,7 @@ def test_the_lean_decoders_accept_only_what_the_full_one_accepts_and_decode_it_t
     body = json.dumps(document).encode()  # orjson cannot write integers beyond 64 bits
     plain = lean(body)
     try:
-        full = oip._decode_full(body, None)
+        full = dec.read_full(body, None)
     except InvalidInputError:
         full = None
     if plain is None:
@@ -533,13 +547,15 @@ def _triton(
 
 
 def _assert_same_as_general(predictor: Predictor, body: bytes) -> None:
-    common = oip._prepare_common(predictor, body)
+    common = dec.common_request(body, predictor.manifest)
     assert common is not None, body
-    general = oip._prepare_general(predictor, body, None)
+    general = dec.general_request(body, None, predictor.manifest)
     assert (common.request_id, common.outputs) == (general.request_id, general.outputs)
     assert common.batch.return_probabilities == general.batch.return_probabilities
-    assert common.batch.rows.dtype == general.batch.rows.dtype == np.float64
-    np.testing.assert_array_equal(common.batch.rows, general.batch.rows, strict=True)
+    common_rows = predictor.check(common.batch).rows
+    general_rows = predictor.check(general.batch).rows
+    assert common_rows.dtype == general_rows.dtype == np.float64
+    np.testing.assert_array_equal(common_rows, general_rows, strict=True)
 
 
 @pytest.mark.parametrize("compact", [True, False])
@@ -576,7 +592,7 @@ def test_the_common_request_is_prepared_as_the_general_path_prepares_it(
 def test_a_classifiers_common_request_gets_both_outputs_as_before(classifier: Predictor) -> None:
     body = _triton("[0.1, 0.2, 0.3, 0.4]", "[1, 4]", parameters='{"binary_data_output": true}')
     _assert_same_as_general(classifier, body)
-    prepared = oip._prepare_common(classifier, body)
+    prepared = dec.common_request(body, classifier.manifest)
     assert prepared is not None
     assert [output.name for output in prepared.outputs] == ["predict", "predict_proba"]
     assert prepared.batch.return_probabilities
@@ -586,9 +602,6 @@ def test_a_classifiers_common_request_gets_both_outputs_as_before(classifier: Pr
     "body",
     [
         _triton("[1, 2, 3]"),  # data does not fill the shape: the general path says so
-        _triton(str(ROW[:5]), "[1, 5]"),  # the wrong feature count
-        _triton("[]", "[0, 10]"),  # an empty batch
-        _triton(str(ROW * 101), "[101, 10]"),  # past the fixture's max_rows of 100
         _triton(str([*ROW[:9], float("nan")]).replace("nan", "NaN")),
         _triton(str(ROW[:9]).rstrip("]") + ", 1e999]"),
         _triton(str(ROW[:9]).rstrip("]") + ", 99999999999999999999999]"),
@@ -613,7 +626,30 @@ def test_a_classifiers_common_request_gets_both_outputs_as_before(classifier: Pr
     ],
 )
 def test_anything_else_takes_the_general_path(predictor: Predictor, body: bytes) -> None:
-    assert oip._prepare_common(predictor, body) is None
+    assert dec.common_request(body, predictor.manifest) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (_triton(str(ROW[:5]), "[1, 5]"), "feature-count"),
+        (_triton("[]", "[0, 10]"), "empty-batch"),
+        (_triton(str(ROW * 101), "[101, 10]"), "too-many-rows"),  # the fixture's max_rows: 100
+    ],
+)
+def test_a_common_request_the_schema_refuses_is_refused_as_the_general_path_is(
+    predictor: Predictor, body: bytes, code: str
+) -> None:
+    common = dec.common_request(body, predictor.manifest)
+    general = dec.general_request(body, None, predictor.manifest)
+    assert common is not None
+    errors = []
+    for request in (common, general):
+        with pytest.raises(InvalidInputError) as info:
+            predictor.check(request.batch)
+        errors.append((info.value.code, info.value.message, info.value.problems))
+    assert errors[0] == errors[1]
+    assert errors[0][0] == code
 
 
 @pytest.mark.parametrize("compact", [True, False])
@@ -628,8 +664,7 @@ def test_anything_else_takes_the_general_path(predictor: Predictor, body: bytes)
 def test_a_form_seen_before_is_read_again_as_the_general_path_reads_it(
     predictor: Predictor, body_args: dict[str, str], compact: bool
 ) -> None:
-    # The bytes around the data are remembered from the first body; later bodies of the same
-    # form, with other data, are prepared from that memory and must still agree.
+    # Bodies of one form with other data are each read afresh, and agree.
     first = _triton(**body_args, compact=compact)
     _assert_same_as_general(predictor, first)
     for data in ([0.5] * 10, [-1e300, 2, 3e-7, 0, -0.0, 7, 8, 9, 10, 11.5]):
@@ -654,9 +689,9 @@ def test_bad_data_in_the_common_form_takes_the_general_path(
 ) -> None:
     _assert_same_as_general(predictor, _triton())  # the same form, with good data
     body = _triton(data)
-    assert oip._prepare_common(predictor, body) is None
+    assert dec.common_request(body, predictor.manifest) is None
     with pytest.raises(InvalidInputError):
-        oip.prepare(predictor, body, None)
+        predictor.check(dec.decode(body, None, predictor.manifest).batch)
 
 
 @settings(max_examples=300, deadline=None)
@@ -694,10 +729,19 @@ def test_the_common_path_accepts_only_what_the_general_one_accepts(
         parameters=parameters,
         compact=compact,
     )
-    if oip._prepare_common(predictor, body) is None:
+    common = dec.common_request(body, predictor.manifest)
+    if common is None:
         return
     event("common path taken")
-    _assert_same_as_general(predictor, body)
+    general = dec.general_request(body, None, predictor.manifest)
+    outcomes = []
+    for request in (common, general):
+        try:
+            outcomes.append(predictor.check(request.batch).rows.tolist())
+        except InvalidInputError as exc:  # the schema refuses it: in the same words either way
+            outcomes.append((exc.message, exc.problems))
+    assert outcomes[0] == outcomes[1]
+    assert (common.request_id, common.outputs) == (general.request_id, general.outputs)
 
 
 @settings(max_examples=300, deadline=None)
@@ -709,8 +753,8 @@ def test_the_common_path_accepts_only_what_the_general_one_accepts(
     request_id=st.none() | st.text(),
     outputs=st.sampled_from(
         [
-            [oip.RequestedOutput(oip.PREDICT, binary=False)],
-            [oip.RequestedOutput(oip.PREDICT, binary=True)],
+            [types.RequestedOutput(types.PREDICT, binary=False)],
+            [types.RequestedOutput(types.PREDICT, binary=True)],
             [],
         ]
     ),
@@ -720,12 +764,14 @@ def test_the_common_json_answer_is_the_bytes_of_the_whole_document(
     values: list[float],
     float32: bool,
     request_id: str | None,
-    outputs: list[oip.RequestedOutput],
+    outputs: list[types.RequestedOutput],
 ) -> None:
     predictions = np.array(values, dtype=np.float32 if float32 else np.float64)
     prediction = Prediction(predictions)
-    fast = oip.encode(predictor, prediction, request_id, outputs)
-    document = oip._encode_document(predictor, prediction, request_id, outputs)
+    fast = enc.encode(predictor.name, predictor.version, prediction, request_id, outputs)
+    document = enc.encode_document(
+        predictor.name, predictor.version, prediction, request_id, outputs
+    )
     assert (fast.body, fast.header_length, fast.rows) == (
         document.body,
         document.header_length,
@@ -735,5 +781,5 @@ def test_the_common_json_answer_is_the_bytes_of_the_whole_document(
 
 @given(name=st.text(), version=st.integers(min_value=1, max_value=2**62))
 def test_the_json_head_escapes_any_model_name(name: str, version: int) -> None:
-    head = oip._json_head(name, version)
+    head = enc.json_head(name, version)
     assert head + b"}" == orjson.dumps({"model_name": name, "model_version": str(version)})

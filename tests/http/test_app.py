@@ -327,10 +327,10 @@ def test_unexpected_errors_are_problems_too(
     registry = client.app.state.registry  # type: ignore[attr-defined]
     predictor = registry.get("default")
 
-    def explode(body: bytes) -> None:
+    def explode(batch: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(predictor, "predict_json", explode)
+    monkeypatch.setattr(predictor, "predict_batch", explode)
     body = assert_problem(client.post("/predict", json={"instances": [ROW]}), 500, "internal-error")
     assert "boom" not in body["detail"]
 

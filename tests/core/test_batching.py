@@ -12,16 +12,17 @@ import httpx
 import numpy as np
 import pytest
 
+from modelserve.core.batch import Batch, checked
 from modelserve.core.batching import Batchers, MicroBatcher
 from modelserve.core.errors import InvalidInputError, UnsupportedOutputError
-from modelserve.core.predictor import Batch, Predictor
+from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 from modelserve.core.store import LoadPolicy, ModelStore
 from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, free_port, running_server, serve_command
+from tests.ops.test_metrics import scrape, value
 from tests.slow_model import publish_slow_model
-from tests.test_metrics import scrape, value
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def predictor(store: Path, name: str) -> Predictor:
 
 def batches(count: int, rows: int, features: int = 10, seed: int = 0) -> list[Batch]:
     rng = np.random.default_rng(seed)
-    return [Batch(rows=rng.normal(size=(rows, features))) for _ in range(count)]
+    return [checked(rng.normal(size=(rows, features))) for _ in range(count)]
 
 
 class Calls:
@@ -94,7 +95,7 @@ def test_probabilities_go_only_to_the_requests_that_asked(forest_store: Path) ->
     trees = predictor(forest_store, "trees")
     batcher = MicroBatcher(trees, max_rows=1024)
     rng = np.random.default_rng(3)
-    work = [Batch(rows=rng.normal(size=(2, 4)), return_probabilities=i % 2 == 0) for i in range(6)]
+    work = [checked(rng.normal(size=(2, 4)), return_probabilities=i % 2 == 0) for i in range(6)]
     results = asyncio.run(submit_all(batcher, work))
     for batch, result in zip(work, results, strict=True):
         alone = trees.predict_batch(batch)
@@ -115,7 +116,7 @@ def test_a_request_whose_prediction_overflows_fails_alone(tmp_path: Path) -> Non
     calls = Calls()
     batcher = MicroBatcher(plain, max_rows=1024, observe=calls)
     good = batches(2, 2)
-    huge = Batch(rows=np.array([ROW, [1e308] * 10]))  # finite input, infinite prediction
+    huge = checked(np.array([ROW, [1e308] * 10]))  # finite input, infinite prediction
 
     async def scenario() -> list[Any]:
         return await asyncio.gather(
@@ -140,7 +141,7 @@ def test_a_bad_request_fails_alone(forest_store: Path) -> None:
 
     async def scenario() -> list[Any]:
         good = batches(3, 1)
-        bad = Batch(rows=good[0].rows, return_probabilities=True)  # a regressor
+        bad = checked(good[0].rows, return_probabilities=True)  # a regressor
         return await asyncio.gather(
             *(batcher.predict(b) for b in [good[0], bad, good[1], good[2]]),
             return_exceptions=True,
@@ -196,7 +197,7 @@ def test_which_models_are_batched(forest_store: Path) -> None:
     # A version swapped out takes its batcher with it.
     del forest
     gc.collect()
-    assert len(on._batchers) == 0
+    assert len(on) == 0
 
 
 def test_max_wait_merges_requests_that_arrive_a_little_apart(forest_store: Path) -> None:

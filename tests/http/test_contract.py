@@ -15,7 +15,7 @@ from modelserve.core.store import ModelStore
 from modelserve.training.train import TrainConfig, train
 from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command
 
-CONFIG = Path(__file__).parent / "contract" / "schemathesis.toml"
+CONFIG = Path(__file__).parents[1] / "contract" / "schemathesis.toml"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 

@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from modelserve.core.settings import Settings
 from modelserve.core.store import ModelStore
 from modelserve.http.app import create_app
-from modelserve.http.fastpath import PROBES
+from modelserve.http.paths import HEALTH_PROBES
 from modelserve.ops.observe import RequestInfo
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
 from tests.slow_model import FAILING_VALUE, FailingRegressor, publish_slow_model
@@ -233,7 +233,7 @@ def test_the_lane_itself_answers_tritonclients_binary_outputs(
     target = lane.target("/v2/models/default/infer")
     info = RequestInfo("")
     assert lane.registry is fast.app.state.registry  # the lifespan gave the lane the models
-    answered = lane._answer(lane.registry, body, target, info)
+    answered = lane.answer(lane.registry, body, target, info)
     assert answered is not None  # not handed on to the app
     answer, header_length = answered
     header = orjson.loads(answer[:header_length])
@@ -252,7 +252,7 @@ def laned_and_plain(store_path: Path) -> Iterator[tuple[TestClient, TestClient]]
         yield laned_client, plain_client
 
 
-@pytest.mark.parametrize("path", sorted(PROBES))
+@pytest.mark.parametrize("path", sorted(HEALTH_PROBES))
 def test_probes_the_lane_answers_are_the_apps_answers(
     laned_and_plain: tuple[TestClient, TestClient], path: str
 ) -> None:
@@ -277,7 +277,7 @@ def test_the_lane_answers_probes_of_a_ready_server_without_the_app(store_path: P
 
     with TestClient(create_app(Settings(store=store_path))) as client:
         lane = client.app.fast_lane  # type: ignore[attr-defined]
-        for path in sorted(PROBES):
+        for path in sorted(HEALTH_PROBES):
             sent: list[Message] = []
 
             async def send(message: Message) -> None:
@@ -296,7 +296,7 @@ def test_the_lane_answers_probes_of_a_ready_server_without_the_app(store_path: P
             assert sent[1]["body"] == client.get(path).content
 
 
-@pytest.mark.parametrize("path", sorted(PROBES))
+@pytest.mark.parametrize("path", sorted(HEALTH_PROBES))
 def test_probes_before_the_lifespan_are_answered_by_the_app(store_path: Path, path: str) -> None:
     a, b = (client.get(path) for client in no_lifespan(store_path))
     assert (a.status_code, a.content) == (b.status_code, b.content)

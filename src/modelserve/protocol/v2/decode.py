@@ -1,10 +1,9 @@
-"""Open Inference Protocol (KServe V2) codec: request tensors in, response tensors out.
+"""The Open Inference Protocol decoder: a request body in, a batch and its outputs out.
 
-Transport-level but framework-free: it turns an inference request (JSON, or JSON followed by
-binary tensor data) into the 2-D float64 batch a :class:`~modelserve.core.predictor.Predictor`
-validates and predicts, and the prediction back into V2 output tensors. Validation of the batch
-itself (feature count, finite numbers, row limit) stays in the predictor, shared with the native
-API.
+One decoder for the protocol's JSON and its binary tensor extension. It checks the request
+against the protocol (keys, types, shapes, datatypes, each value within its datatype's range)
+and the outputs against the model's; the rows themselves are the schema check's to validate
+(:class:`~modelserve.core.schema.SchemaCheck`), as for every wire format.
 """
 
 from __future__ import annotations
@@ -12,139 +11,30 @@ from __future__ import annotations
 import functools
 import math
 import re
-import struct
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import orjson
 import simdjson
-from pydantic import ConfigDict, Field, StrictBool, ValidationError
+from pydantic import ValidationError
 
+from modelserve.core.batch import Batch
 from modelserve.core.errors import InvalidInputError, Loc, Problem
 from modelserve.core.manifest import Manifest
-from modelserve.core.predictor import Batch, Prediction, Predictor, json_parser
-from modelserve.protocol.native import WireModel
-
-INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
-    "FP64": np.dtype("<f8"),
-    "FP32": np.dtype("<f4"),
-    "INT64": np.dtype("<i8"),
-    "INT32": np.dtype("<i4"),
-}
-PREDICT = "predict"
-PREDICT_PROBA = "predict_proba"
-BATCH_INPUT = "input"
-HEADER_LENGTH = "Inference-Header-Content-Length"
-"""The HTTP header giving the JSON header's length when binary tensors follow it."""
-PLATFORM = "sklearn"
-MAX_RANK = 8
-"""Most dimensions an input tensor may have (a batch is 1-D or 2-D; more is refused anyway)."""
-MAX_ELEMENTS = 2**31 - 1
-"""Largest product of a shape's non-zero dimensions: no dimension, even beside a zero, may be
-larger, so no shape can overflow NumPy's sizes, whatever the data."""
-
-
-# -- wire schemas (the documented contract of /v2) ----------------------------------------------
-
-
-class RequestInput(WireModel):
-    """One input tensor. ``data`` is flat or nested, row-major; absent when sent as binary."""
-
-    name: str
-    shape: list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]] = Field(max_length=MAX_RANK)
-    datatype: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    data: Any = None
-
-
-class RequestOutput(WireModel):
-    """An output the client wants; ``parameters.binary_data`` asks for it in binary."""
-
-    name: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-
-
-class InferenceRequest(WireModel):
-    """A V2 inference request."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "42",
-                    "inputs": [
-                        {
-                            "name": "input",
-                            "shape": [1, 10],
-                            "datatype": "FP64",
-                            "data": [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0, -2.0, 1.0],
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
-    id: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(WireModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
-
-
-class InferenceResponse(WireModel):
-    model_name: str
-    model_version: str
-    id: str | None = None
-    outputs: list[ResponseOutput]
-
-
-class MetadataTensor(WireModel):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ModelMetadata(WireModel):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[MetadataTensor]
-    outputs: list[MetadataTensor]
-
-
-class ServerMetadata(WireModel):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class RepositoryIndexRequest(WireModel):
-    ready: StrictBool = False
-
-
-class RepositoryModel(WireModel):
-    name: str
-    version: str | None = None
-    state: Literal["READY", "UNAVAILABLE"]
-    reason: str
-
-
-class ErrorBody(WireModel):
-    """Every /v2 failure: a non-200 status and this body, as the protocol requires."""
-
-    error: str
-
-
-# -- decoding ---------------------------------------------------------------------------------
+from modelserve.protocol.parsers import simdjson_parser
+from modelserve.protocol.v2.types import (
+    INPUT_DATATYPES,
+    MAX_ELEMENTS,
+    MAX_RANK,
+    PREDICT,
+    PREDICT_BINARY,
+    PREDICT_JSON,
+    PREDICT_PROBA,
+    InferenceRequest,
+    RequestedOutput,
+    RequestInput,
+)
 
 
 class InputSpec(NamedTuple):
@@ -185,25 +75,6 @@ def _header(request: InferenceRequest) -> Header:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RequestedOutput:
-    name: str
-    binary: bool
-
-
-_PREDICT_JSON = RequestedOutput(PREDICT, binary=False)
-_PREDICT_BINARY = RequestedOutput(PREDICT, binary=True)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedResponse:
-    """The response body, and the JSON header's length when binary tensors follow it."""
-
-    body: bytes
-    header_length: int | None
-    rows: int = 0
-
-
 def _bad(message: str, code: str = "invalid-tensor", loc: Loc = ()) -> InvalidInputError:
     return InvalidInputError(message, problems=[Problem(loc, message, code)])
 
@@ -226,27 +97,25 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
     return length
 
 
-def decode(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray]]:
-    """Parse a request body into its JSON header and one array per input, shaped as declared."""
-    header, tensors, _ = _decode(body, header_length)
-    return header, tensors
+def read_tensors(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray], bool]:
+    """A request body's JSON header and one array per input, shaped as declared, and whether
+    every number is known to be finite.
 
-
-def _decode(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray], bool]:
-    """:func:`decode`, and whether every number is known to be finite.
-
-    The lean decoders' parsers refuse NaN, Infinity and numbers no double holds, and their
-    values stay within 2**53 (so within float32 too): there is nothing left to check.
+    Small and large all-JSON requests in their plain form take a lean road each (orjson and a
+    check by hand, or simdjson into buffers), without building Pydantic models; their parsers
+    refuse NaN, Infinity and numbers no double holds, and their values stay within 2**53 (so
+    within float32 too). Everything else, and whatever they do not cover, is read through
+    :class:`InferenceRequest`, which also writes every error.
     """
     if header_length is None:
-        lean = _decode_plain(body) if len(body) >= _PLAIN_MIN_BYTES else _decode_small(body)
+        lean = read_plain(body) if len(body) >= PLAIN_MIN_BYTES else read_small(body)
         if lean is not None:
             return lean[0], lean[1], True
-    header, tensors = _decode_full(body, header_length)
+    header, tensors = read_full(body, header_length)
     return header, tensors, False
 
 
-def _decode_full(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray]]:
+def read_full(body: bytes, header_length: int | None) -> tuple[Header, list[np.ndarray]]:
     header = body if header_length is None else body[:header_length]
     try:
         request = InferenceRequest.model_validate_json(header)
@@ -291,11 +160,11 @@ def _decode_full(body: bytes, header_length: int | None) -> tuple[Header, list[n
 
 
 _FLOAT_DATATYPES = ("FP64", "FP32")  # a tuple: `in` must not hash a JSON object
-# From here simdjson into a buffer pays off; below it orjson and a check by hand (_decode_small).
-_PLAIN_MIN_BYTES = 2048
+# From here simdjson into a buffer pays off; below it orjson and a check by hand (read_small).
+PLAIN_MIN_BYTES = 2048
 
 
-def _decode_plain(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
+def read_plain(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
     """The common all-JSON request with flat float tensors, with no Python object per number.
 
     simdjson (strict JSON) parses the body; each input's flat ``data`` goes straight into a
@@ -305,7 +174,7 @@ def _decode_plain(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noq
     not match the shape, a '[' anywhere but the inputs, shapes and data (so no nesting can hide).
     """
     try:
-        document = json_parser().parse(body)
+        document = simdjson_parser().parse(body)
     except (ValueError, RuntimeError):
         return None
     if not isinstance(document, simdjson.Object) or len(set(document.keys())) != len(document):
@@ -408,7 +277,7 @@ _EXACT = float(2**53)
 _NUMBER_TYPES = frozenset({float, int})  # exact types: bool, a subclass of int, is not one
 
 
-def _decode_small(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
+def read_small(body: bytes) -> tuple[Header, list[np.ndarray]] | None:  # noqa: PLR0911
     """A small all-JSON request in its common form, without validating through Pydantic.
 
     Building the Pydantic models costs more than predicting one row. orjson parses the body
@@ -619,36 +488,26 @@ def _out_of_range(
     )
 
 
-def to_rows(request: Header, tensors: list[np.ndarray], features: list[str]) -> np.ndarray:
-    """One 2-D tensor [rows, features], or one 1-D tensor per feature, as a float64 batch."""
+def _batch(
+    request: Header,
+    tensors: list[np.ndarray],
+    features: list[str],
+    probabilities: bool,
+    finite: bool,
+) -> Batch:
+    """One 2-D tensor [rows, features] as a matrix, or one 1-D tensor per feature as columns."""
     if len(tensors) == 1 and tensors[0].ndim == 2:
-        return tensors[0].astype(np.float64, copy=False)
-    forms = (
-        f"send one 2-D tensor [rows, {len(features)}] or one 1-D tensor per feature "
-        f"({', '.join(features)})"
-    )
-    names = [tensor_input.name for tensor_input in request.inputs]
+        return Batch.of_matrix(tensors[0], return_probabilities=probabilities, finite=finite)
     for tensor_input, tensor in zip(request.inputs, tensors, strict=True):
         if tensor.ndim > 2 or (tensor.ndim == 2 and tensor.shape[1] != 1) or tensor.ndim == 0:
             raise _bad(
-                f"input {tensor_input.name!r} has shape {tensor_input.shape}; {forms}",
+                f"input {tensor_input.name!r} has shape {tensor_input.shape}; send one 2-D "
+                f"tensor [rows, {len(features)}] or one 1-D tensor per feature "
+                f"({', '.join(features)})",
                 "invalid-shape",
             )
-    unknown = [name for name in names if name not in features]
-    if unknown:
-        raise _bad(f"unknown input {unknown[0]!r}: {forms}", "unknown-feature")
-    if len(set(names)) != len(names):
-        raise _bad("an input name appears twice", "duplicate-input")
-    missing = [name for name in features if name not in names]
-    if missing:
-        raise _bad(f"missing inputs for features: {', '.join(missing)}", "missing-feature")
-    by_name = {name: tensor.reshape(-1) for name, tensor in zip(names, tensors, strict=True)}
-    lengths = {len(column) for column in by_name.values()}
-    if len(lengths) != 1:
-        raise _bad(
-            f"per-feature inputs have different lengths: {sorted(lengths)}", "shape-mismatch"
-        )
-    return np.column_stack([by_name[name].astype(np.float64, copy=False) for name in features])
+    columns = [(i.name, tensor) for i, tensor in zip(request.inputs, tensors, strict=True)]
+    return Batch.of_columns(columns, return_probabilities=probabilities)
 
 
 def outputs_of(manifest: Manifest) -> list[str]:
@@ -680,155 +539,54 @@ def requested_outputs(request: Header, manifest: Manifest) -> list[RequestedOutp
     return wanted
 
 
-# -- encoding ---------------------------------------------------------------------------------
-
-
-def datatype_of(dtype: np.dtype[Any]) -> str:
-    """The V2 datatype for a NumPy dtype of predictions."""
-    if dtype.kind == "f":
-        return "FP64"
-    if dtype.kind in "iu":
-        return "INT64"
-    if dtype.kind == "b":
-        return "BOOL"
-    return "BYTES"
-
-
-def _binary(values: np.ndarray, datatype: str) -> bytes:
-    if datatype == "FP64":
-        return values.astype("<f8").tobytes()
-    if datatype == "INT64":
-        return values.astype("<i8").tobytes()
-    if datatype == "BOOL":
-        return values.astype(np.bool_).tobytes()
-    encoded = [str(value).encode() for value in values.reshape(-1).tolist()]
-    return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
-
-
-@functools.lru_cache(maxsize=1024)
-def _json_head(name: str, version: int) -> bytes:
-    """The start of every JSON response of one model version (its name escaped once)."""
-    return b'{"model_name":' + orjson.dumps(name) + b',"model_version":"' + b"%d" % version + b'"'
-
-
-_OUTPUT_START = b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
-
-
-def encode(
-    predictor: Predictor,
-    prediction: Prediction,
-    request_id: str | None,
-    outputs: list[RequestedOutput],
-) -> EncodedResponse:
-    """The V2 response for ``prediction``: JSON, or a JSON header followed by binary tensors."""
-    values = prediction.predictions
-    if (
-        len(outputs) == 1
-        and outputs[0].name == PREDICT
-        and not outputs[0].binary
-        and values.ndim == 1
-        and values.dtype.kind == "f"
-    ):
-        # The common answer, one float tensor in JSON: the bytes orjson makes of the document
-        # below (a test holds them equal), without building it.
-        data = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
-        rows = len(values)
-        head = _json_head(predictor.name, predictor.version)
-        if request_id is not None:
-            head += b',"id":' + orjson.dumps(request_id)
-        body = b"".join((head, _OUTPUT_START % rows, data, b"}]}"))
-        return EncodedResponse(body, None, rows)
-    return _encode_document(predictor, prediction, request_id, outputs)
-
-
-def _encode_document(
-    predictor: Predictor,
-    prediction: Prediction,
-    request_id: str | None,
-    outputs: list[RequestedOutput],
-) -> EncodedResponse:
-    tensors: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
-    for output in outputs:
-        values = prediction.predictions if output.name == PREDICT else prediction.probabilities
-        if values is None:  # pragma: no cover - requested_outputs() only offers what exists
-            raise _bad(f"output {output.name!r} was not computed")
-        datatype = datatype_of(values.dtype)
-        tensor: dict[str, Any] = {
-            "name": output.name,
-            "shape": list(values.shape),
-            "datatype": datatype,
-        }
-        if output.binary:
-            blob = _binary(values, datatype)
-            tensor["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            flat = values if values.ndim == 1 else values.reshape(-1)
-            tensor["data"] = flat if values.dtype.kind in "fiub" else flat.tolist()
-        tensors.append(tensor)
-    document: dict[str, Any] = {
-        "model_name": predictor.name,
-        "model_version": str(predictor.version),
-    }
-    if request_id is not None:
-        document["id"] = request_id
-    document["outputs"] = tensors
-    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not blobs:
-        return EncodedResponse(header, None, len(prediction.predictions))
-    return EncodedResponse(header + b"".join(blobs), len(header), len(prediction.predictions))
-
-
 @dataclass(frozen=True, slots=True)
-class Prepared:
-    """A decoded and validated V2 request, ready to predict and encode."""
+class Request:
+    """A decoded V2 request: its batch (for the schema check), its id and the outputs wanted."""
 
     batch: Batch
     request_id: str | None
     outputs: list[RequestedOutput]
 
 
-def prepare(predictor: Predictor, body: bytes, header_length: int | None) -> Prepared:
-    """Decode and validate (shared with the native API) one V2 request."""
-    if header_length is None and len(body) < _PLAIN_MIN_BYTES:
-        common = _prepare_common(predictor, body)
+def decode(body: bytes, header_length: int | None, manifest: Manifest) -> Request:
+    """Decode one V2 request for the model of ``manifest``.
+
+    ``header_length`` is the ``Inference-Header-Content-Length`` (binary tensors follow the JSON
+    header), None for an all-JSON body. The common small request is read in one pass
+    (:func:`common_request`); any other through :func:`read_tensors`.
+    """
+    if header_length is None and len(body) < PLAIN_MIN_BYTES:
+        common = common_request(body, manifest)
         if common is not None:
             return common
-    return _prepare_general(predictor, body, header_length)
+    return general_request(body, header_length, manifest)
 
 
-def _prepare_general(predictor: Predictor, body: bytes, header_length: int | None) -> Prepared:
-    request, tensors, finite = _decode(body, header_length)
-    outputs = requested_outputs(request, predictor.manifest)
-    rows = to_rows(request, tensors, predictor.feature_names)
-    batch = predictor.validate_array(
-        rows,
-        return_probabilities=any(output.name == PREDICT_PROBA for output in outputs),
-        finite=finite,
-    )
-    return Prepared(batch, request.id, outputs)
+def general_request(body: bytes, header_length: int | None, manifest: Manifest) -> Request:
+    """:func:`decode` for any request, through :func:`read_tensors`."""
+    header, tensors, finite = read_tensors(body, header_length)
+    outputs = requested_outputs(header, manifest)
+    probabilities = any(output.name == PREDICT_PROBA for output in outputs)
+    batch = _batch(header, tensors, manifest.input_schema.names, probabilities, finite)
+    return Request(batch, header.id, outputs)
 
 
-def _prepare_common(predictor: Predictor, body: bytes) -> Prepared | None:
-    """:func:`prepare` for the common request (:data:`_COMMON`), in one pass.
+def common_request(body: bytes, manifest: Manifest) -> Request | None:
+    """The request most clients send (:data:`_COMMON`), decoded in one pass; None: not one.
 
     The regular expression fixes every key, its order and every value's form but the data's;
     simdjson (strict JSON) then reads the data straight into a float64 buffer, refusing
-    anything but numbers a double holds (NaN, Infinity, 1e999, integers past 64 bits). What
-    the general path would refuse (an empty or too large batch, the wrong feature count, data
-    that does not fill the shape) returns None, so that path writes the error. A test holds the
-    result equal to the general path's for every body this takes.
+    anything but numbers a double holds (NaN, Infinity, 1e999, integers past 64 bits). Data
+    that does not fill the declared shape returns None, so the general road writes the error.
+    Its result equals the general road's for every body it takes (a test holds them equal).
     """
     common = _common_form(body)
     if common is None:
         return None
     form, data = common
     rows, columns = form.rows, form.columns
-    if not 0 < rows <= predictor.max_rows or columns != len(predictor.feature_names):
-        return None
     try:
-        document = json_parser().parse(data)
+        document = simdjson_parser().parse(data)
         if not isinstance(document, simdjson.Array):
             return None
         values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
@@ -836,42 +594,12 @@ def _prepare_common(predictor: Predictor, body: bytes) -> Prepared | None:
         return None
     if values.size != rows * columns:
         return None
+    classifier = manifest.task == "classification"
     if form.output:
-        outputs = [_PREDICT_JSON if not form.binary else _PREDICT_BINARY]
+        outputs = [PREDICT_JSON if not form.binary else PREDICT_BINARY]
     else:
-        outputs = list(_all_outputs(predictor.is_classifier, form.binary_default))
-    probabilities = not form.output and predictor.is_classifier  # all outputs: predict_proba too
-    return Prepared(Batch(values.reshape(rows, columns), probabilities), form.request_id, outputs)
-
-
-def infer(predictor: Predictor, body: bytes, header_length: int | None) -> EncodedResponse:
-    """Decode, validate, predict and encode one V2 request."""
-    prepared = prepare(predictor, body, header_length)
-    prediction = predictor.predict_batch(prepared.batch)
-    return encode(predictor, prediction, prepared.request_id, prepared.outputs)
-
-
-def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelMetadata:
-    """V2 metadata from the manifest: the batch dimension is -1."""
-    outputs = [MetadataTensor(name=PREDICT, datatype=_output_datatype(manifest), shape=[-1])]
-    if manifest.task == "classification":
-        classes = len(manifest.output.classes or [])
-        outputs.append(MetadataTensor(name=PREDICT_PROBA, datatype="FP64", shape=[-1, classes]))
-    return ModelMetadata(
-        name=name,
-        versions=[str(version) for version in versions],
-        platform=PLATFORM,
-        inputs=[
-            MetadataTensor(
-                name=BATCH_INPUT, datatype="FP64", shape=[-1, manifest.input_schema.count]
-            )
-        ],
-        outputs=outputs,
-    )
-
-
-def _output_datatype(manifest: Manifest) -> str:
-    try:
-        return datatype_of(np.dtype(manifest.output.dtype))
-    except TypeError:
-        return "BYTES"
+        outputs = list(_all_outputs(classifier, form.binary_default))
+    probabilities = not form.output and classifier  # all outputs: predict_proba too
+    matrix = values.reshape(rows, columns)
+    batch = Batch.of_matrix(matrix, return_probabilities=probabilities, finite=True)
+    return Request(batch, form.request_id, outputs)

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from modelserve.cli.commands import app
 from modelserve.core.store import ModelStore
+from tests.core.test_store import MARKER_NAME, plant_malicious_pickle
 from tests.helpers import ROW
-from tests.test_store import MARKER_NAME, plant_malicious_pickle
 
 runner = CliRunner()
 

@@ -1,0 +1,83 @@
+"""The data plane: decode -> check -> predict -> encode, the same steps for every entry point.
+
+The routes (both APIs), the fast lane and the CLI call these functions; each transport only
+reads its bytes in and writes the answer out. A request is *prepared* (decoded by its wire
+format's one decoder, then checked by the model's one schema check), *predicted* (at once, or
+merged with other requests by a :class:`~modelserve.core.batching.MicroBatcher`), and
+*encoded* by its answer format's one encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelserve.core.batch import Batch, Prediction
+from modelserve.core.batching import MicroBatcher
+from modelserve.core.predictor import Predictor
+from modelserve.protocol import native
+from modelserve.protocol.v2 import decode as v2_decode
+from modelserve.protocol.v2 import encode as v2_encode
+from modelserve.protocol.v2.types import RequestedOutput
+from modelserve.protocol.wire import Encoded
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A decoded, checked request, ready to predict; what its encoder needs besides."""
+
+    batch: Batch
+    request_id: str | None = None
+    outputs: list[RequestedOutput] | None = None  # /v2: the outputs to answer with
+
+
+# -- native JSON ------------------------------------------------------------------------------
+
+
+def prepare_native(predictor: Predictor, body: bytes | str) -> Prepared:
+    """Decode a native request body and check its batch against the model's schema."""
+    return Prepared(predictor.check(native.decode(body, predictor.schema.count)))
+
+
+def encode_native(predictor: Predictor, prediction: Prediction) -> Encoded:
+    return native.encode(predictor.name, predictor.version, prediction)
+
+
+def answer_native(predictor: Predictor, body: bytes | str) -> Encoded:
+    """The whole native request, predicted at once."""
+    prepared = prepare_native(predictor, body)
+    return encode_native(predictor, predictor.predict_batch(prepared.batch))
+
+
+# -- Open Inference Protocol ------------------------------------------------------------------
+
+
+def prepare_v2(predictor: Predictor, body: bytes, header_length: int | None) -> Prepared:
+    """Decode a V2 request (JSON, or a JSON header of ``header_length`` bytes and binary
+    tensors) and check its batch against the model's schema."""
+    request = v2_decode.decode(body, header_length, predictor.manifest)
+    return Prepared(predictor.check(request.batch), request.request_id, request.outputs)
+
+
+def encode_v2(predictor: Predictor, prepared: Prepared, prediction: Prediction) -> Encoded:
+    outputs = prepared.outputs or []
+    return v2_encode.encode(
+        predictor.name, predictor.version, prediction, prepared.request_id, outputs
+    )
+
+
+def answer_v2(predictor: Predictor, body: bytes, header_length: int | None) -> Encoded:
+    """The whole V2 request, predicted at once."""
+    prepared = prepare_v2(predictor, body, header_length)
+    return encode_v2(predictor, prepared, predictor.predict_batch(prepared.batch))
+
+
+# -- merged with other requests ---------------------------------------------------------------
+
+
+async def answer_merged(batcher: MicroBatcher, prepared: Prepared, v2: bool) -> Encoded:
+    """Predict a prepared request merged with others to the same model, then encode it."""
+    prediction = await batcher.predict(prepared.batch)
+    predictor = batcher.predictor
+    if v2:
+        return encode_v2(predictor, prepared, prediction)
+    return encode_native(predictor, prediction)

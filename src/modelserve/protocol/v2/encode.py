@@ -1,0 +1,149 @@
+"""The Open Inference Protocol encoder: a prediction out as V2 output tensors (JSON or binary),
+and a model's metadata."""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelserve.core.batch import Prediction
+from modelserve.core.manifest import Manifest
+from modelserve.protocol.v2.types import (
+    BATCH_INPUT,
+    PLATFORM,
+    PREDICT,
+    PREDICT_PROBA,
+    MetadataTensor,
+    ModelMetadata,
+    RequestedOutput,
+)
+from modelserve.protocol.wire import Encoded
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The V2 datatype for a NumPy dtype of predictions."""
+    if dtype.kind == "f":
+        return "FP64"
+    if dtype.kind in "iu":
+        return "INT64"
+    if dtype.kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def binary_tensor(values: np.ndarray, datatype: str) -> bytes:
+    if datatype == "FP64":
+        return values.astype("<f8").tobytes()
+    if datatype == "INT64":
+        return values.astype("<i8").tobytes()
+    if datatype == "BOOL":
+        return values.astype(np.bool_).tobytes()
+    encoded = [str(value).encode() for value in values.reshape(-1).tolist()]
+    return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
+
+
+@functools.lru_cache(maxsize=1024)
+def json_head(name: str, version: int) -> bytes:
+    """The start of every JSON response of one model version (its name escaped once)."""
+    return b'{"model_name":' + orjson.dumps(name) + b',"model_version":"' + b"%d" % version + b'"'
+
+
+_OUTPUT_START = b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
+
+
+def encode(
+    name: str,
+    version: int,
+    prediction: Prediction,
+    request_id: str | None,
+    outputs: list[RequestedOutput],
+) -> Encoded:
+    """The V2 response for ``prediction``: JSON, or a JSON header followed by binary tensors."""
+    values = prediction.predictions
+    if (
+        len(outputs) == 1
+        and outputs[0].name == PREDICT
+        and not outputs[0].binary
+        and values.ndim == 1
+        and values.dtype.kind == "f"
+    ):
+        # The common answer, one float tensor in JSON: the bytes orjson makes of the document
+        # below (a test holds them equal), without building it.
+        data = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+        rows = len(values)
+        head = json_head(name, version)
+        if request_id is not None:
+            head += b',"id":' + orjson.dumps(request_id)
+        body = b"".join((head, _OUTPUT_START % rows, data, b"}]}"))
+        return Encoded(body, None, rows)
+    return encode_document(name, version, prediction, request_id, outputs)
+
+
+def encode_document(
+    name: str,
+    version: int,
+    prediction: Prediction,
+    request_id: str | None,
+    outputs: list[RequestedOutput],
+) -> Encoded:
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for output in outputs:
+        values = prediction.predictions if output.name == PREDICT else prediction.probabilities
+        if values is None:  # pragma: no cover - requested_outputs() only offers what exists
+            raise ValueError(f"output {output.name!r} was not computed")
+        datatype = datatype_of(values.dtype)
+        tensor: dict[str, Any] = {
+            "name": output.name,
+            "shape": list(values.shape),
+            "datatype": datatype,
+        }
+        if output.binary:
+            blob = binary_tensor(values, datatype)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            flat = values if values.ndim == 1 else values.reshape(-1)
+            tensor["data"] = flat if values.dtype.kind in "fiub" else flat.tolist()
+        tensors.append(tensor)
+    document: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(version),
+    }
+    if request_id is not None:
+        document["id"] = request_id
+    document["outputs"] = tensors
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return Encoded(header, None, len(prediction.predictions))
+    return Encoded(header + b"".join(blobs), len(header), len(prediction.predictions))
+
+
+def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelMetadata:
+    """V2 metadata from the manifest: the batch dimension is -1."""
+    outputs = [MetadataTensor(name=PREDICT, datatype=_output_datatype(manifest), shape=[-1])]
+    if manifest.task == "classification":
+        classes = len(manifest.output.classes or [])
+        outputs.append(MetadataTensor(name=PREDICT_PROBA, datatype="FP64", shape=[-1, classes]))
+    return ModelMetadata(
+        name=name,
+        versions=[str(version) for version in versions],
+        platform=PLATFORM,
+        inputs=[
+            MetadataTensor(
+                name=BATCH_INPUT, datatype="FP64", shape=[-1, manifest.input_schema.count]
+            )
+        ],
+        outputs=outputs,
+    )
+
+
+def _output_datatype(manifest: Manifest) -> str:
+    try:
+        return datatype_of(np.dtype(manifest.output.dtype))
+    except TypeError:
+        return "BYTES"
