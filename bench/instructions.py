@@ -8,6 +8,8 @@ counters dumped (callgrind_control). The figure is the server's instructions per
 throughput ratio the counts predict for one core. modelserve is counted once scikit-learn's
 background confirmation has finished (it is logged), so only requests are in the window.
 
+"/v2 other" is a one-row request in the key order MLServer's and KServe's clients write.
+
     make bench-instructions                      # 3,000 requests per server and body
     BENCH_REQUESTS=500 make bench-instructions   # a quick look
 """
@@ -133,6 +135,12 @@ def main() -> None:
     native = orjson.dumps({"instances": row.tolist()})
     v2 = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP64",
                                    "data": row.reshape(-1).tolist()}]})
+    # The key order MLServer's and KServe's clients write, with a content type: not the form
+    # tritonclient writes, so it takes the general road's small decoder.
+    v2_other = orjson.dumps({"id": "r1", "inputs": [{"name": "input", "datatype": "FP64",
+                                                      "shape": [1, 10],
+                                                      "data": row.reshape(-1).tolist()}],
+                             "parameters": {"content_type": "np"}})
     ceiling = ["-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log",
                "--loop", "uvloop", "--http", "httptools", "bench.ceiling:app"]
     modelserve = ["-m", "modelserve", "serve", "--store", str(work / "models"), "--port", "{port}"]
@@ -141,6 +149,7 @@ def main() -> None:
         ("ceiling", ceiling, "/", native, None),
         ("modelserve native", modelserve, "/predict", native, confirmed),
         ("modelserve /v2 JSON", modelserve, "/v2/models/default/infer", v2, confirmed),
+        ("modelserve /v2 other", modelserve, "/v2/models/default/infer", v2_other, confirmed),
     ]
     counts: dict[str, int] = {}
     print(f"one-row requests, {REQUESTS} counted per server after {WARM_UP} warm-up")  # noqa: T201

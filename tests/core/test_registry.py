@@ -227,7 +227,7 @@ def test_a_deferred_linear_model_answers_like_its_estimator_before_and_after_con
     registry.confirm_pending()
     assert predictor.confirmed
     assert registry.all_confirmed
-    assert predictor._linear is not None  # confirmed: the lean path stays
+    assert not predictor.batchable  # confirmed: the lean path stays
     np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)
 
 

@@ -316,7 +316,7 @@ def test_any_access_line_is_what_the_formatter_makes_of_its_record(
 
 def test_timestamps_are_right_to_the_millisecond_across_seconds() -> None:
     formatter = JsonFormatter()
-    stamps = [formatter._time(t) for t in (0.0, 0.0004, 0.0011, 0.9999, 1.0, 86_400.5)]
+    stamps = [formatter.timestamp(t) for t in (0.0, 0.0004, 0.0011, 0.9999, 1.0, 86_400.5)]
     assert stamps == [
         "1970-01-01T00:00:00.000Z",
         "1970-01-01T00:00:00.000Z",

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelserve.core.settings import Settings
 from modelserve.core.store import ModelStore
 from modelserve.http.app import create_app
-from modelserve.ops.metrics import LATENCY_BUCKETS, Metrics, _add, _observe
+from modelserve.ops.metrics import LATENCY_BUCKETS, Metrics, add_pending, observe_pending
 from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
 
@@ -155,8 +155,8 @@ def test_bulk_histogram_updates_match_prometheus_observe() -> None:
         reference.observe(v)
     pending: dict[str, list[float]] = {}
     for v in values:
-        _observe(pending, "k", v, (*LATENCY_BUCKETS, float("inf")))
-    _add(Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=bulk), pending["k"])
+        observe_pending(pending, "k", v, (*LATENCY_BUCKETS, float("inf")))
+    add_pending(Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=bulk), pending["k"])
 
     def without_created(registry: CollectorRegistry) -> Samples:
         text = generate_latest(registry).decode()

@@ -67,7 +67,6 @@ class Batch:
 
     def __init__(
         self,
-        *,
         matrix: np.ndarray | None = None,
         named: Sequence[tuple[str, np.ndarray]] | None = None,
         records: Sequence[Any] | None = None,
@@ -93,7 +92,7 @@ class Batch:
         ``finite``: the decoder's parser refuses NaN and Infinity (strict JSON does), so the
         check need not look for them again.
         """
-        return cls(matrix=matrix, return_probabilities=return_probabilities, finite=finite)
+        return cls(matrix, None, None, return_probabilities, (), finite)
 
     @classmethod
     def of_columns(
@@ -150,4 +149,4 @@ class Prediction:
 
 def checked(matrix: np.ndarray, *, return_probabilities: bool = False) -> Batch:
     """A batch already known to fit the schema: what the check returns, or a merge of such."""
-    return Batch(matrix=matrix, return_probabilities=return_probabilities, checked=True)
+    return Batch(matrix, None, None, return_probabilities, (), True, True)

@@ -55,6 +55,8 @@ class Predictor:
         self.feature_names: list[str] = self.manifest.input_schema.names
         self.is_classifier = self.manifest.task == "classification"
         self.schema = SchemaCheck(self.manifest, max_rows=max_rows, max_problems=max_problems)
+        self.check: Callable[[Batch], Batch] = self.schema.check
+        """``batch`` checked against this version's schema (see :class:`SchemaCheck`)."""
         self._estimator: Any = artifact.estimator
         self._load_estimator = load_estimator
         self._confirm_lock = threading.Lock()
@@ -143,10 +145,6 @@ class Predictor:
         return f"Predictor({self.name!r}, version={self.version})"
 
     # -- validation ---------------------------------------------------------------------------
-
-    def check(self, batch: Batch) -> Batch:
-        """``batch`` checked against this version's schema (see :class:`SchemaCheck`)."""
-        return self.schema.check(batch)
 
     def validate(self, instances: Any, *, return_probabilities: bool = False) -> Batch:
         """Check Python rows: a 2-D array, or a list of rows (lists, or feature mappings)."""

@@ -20,6 +20,7 @@ from modelserve.core.batch import Batch, checked
 from modelserve.core.errors import InvalidInputError, Problem
 from modelserve.core.manifest import Manifest
 
+_FLOAT64 = np.dtype(np.float64)
 ROW_FORMS = "must be an array of numbers or an object of feature: number"
 """What a row of records may be."""
 
@@ -39,8 +40,17 @@ class SchemaCheck:
         """``batch`` validated: a checked batch, or InvalidInputError naming every problem."""
         if batch.checked:
             return batch
-        if batch.matrix is not None:
-            return self._matrix(batch.matrix, batch.return_probabilities, batch.finite)
+        matrix = batch.matrix
+        if matrix is not None:
+            if (
+                batch.finite
+                and matrix.ndim == 2
+                and 0 < matrix.shape[0] <= self.max_rows
+                and matrix.shape[1] == self.count
+                and matrix.dtype == _FLOAT64
+            ):  # a strict parser's float64 rows of the right shape: nothing left to find
+                return Batch(matrix, None, None, batch.return_probabilities, (), True, True)
+            return self._matrix(matrix, batch.return_probabilities, batch.finite)
         if batch.named is not None:
             return self._columns(batch.named, batch.return_probabilities)
         return self._records(batch.records or [], batch)
@@ -92,7 +102,7 @@ class SchemaCheck:
             problem = self._count_problem(("instances", 0), "rows have", rows.shape[1])
         if problem is not None:
             raise InvalidInputError(problem.msg, problems=[problem])
-        matrix = rows if rows.dtype == np.float64 else rows.astype(np.float64)
+        matrix = rows if rows.dtype == _FLOAT64 else rows.astype(np.float64)
         if not finite:
             finite_cells = np.isfinite(matrix)
             if not finite_cells.all():

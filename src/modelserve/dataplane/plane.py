@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelserve.core.batch import Batch, Prediction
+from modelserve.core.batch import Batch
 from modelserve.core.batching import MicroBatcher
 from modelserve.core.predictor import Predictor
 from modelserve.protocol import native
@@ -21,7 +21,7 @@ from modelserve.protocol.v2.types import RequestedOutput
 from modelserve.protocol.wire import Encoded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """A decoded, checked request, ready to predict; what its encoder needs besides."""
 
@@ -38,14 +38,10 @@ def prepare_native(predictor: Predictor, body: bytes | str) -> Prepared:
     return Prepared(predictor.check(native.decode(body, predictor.schema.count)))
 
 
-def encode_native(predictor: Predictor, prediction: Prediction) -> Encoded:
-    return native.encode(predictor.name, predictor.version, prediction)
-
-
 def answer_native(predictor: Predictor, body: bytes | str) -> Encoded:
-    """The whole native request, predicted at once."""
-    prepared = prepare_native(predictor, body)
-    return encode_native(predictor, predictor.predict_batch(prepared.batch))
+    """The whole native request, predicted at once: decode, check, predict, encode."""
+    batch = predictor.check(native.decode(body, predictor.schema.count))
+    return native.encode(predictor.name, predictor.version, predictor.predict_batch(batch))
 
 
 # -- Open Inference Protocol ------------------------------------------------------------------
@@ -58,17 +54,13 @@ def prepare_v2(predictor: Predictor, body: bytes, header_length: int | None) -> 
     return Prepared(predictor.check(request.batch), request.request_id, request.outputs)
 
 
-def encode_v2(predictor: Predictor, prepared: Prepared, prediction: Prediction) -> Encoded:
-    outputs = prepared.outputs or []
-    return v2_encode.encode(
-        predictor.name, predictor.version, prediction, prepared.request_id, outputs
-    )
-
-
 def answer_v2(predictor: Predictor, body: bytes, header_length: int | None) -> Encoded:
-    """The whole V2 request, predicted at once."""
-    prepared = prepare_v2(predictor, body, header_length)
-    return encode_v2(predictor, prepared, predictor.predict_batch(prepared.batch))
+    """The whole V2 request, predicted at once: decode, check, predict, encode."""
+    request = v2_decode.decode(body, header_length, predictor.manifest)
+    prediction = predictor.predict_batch(predictor.check(request.batch))
+    return v2_encode.encode(
+        predictor.name, predictor.version, prediction, request.request_id, request.outputs
+    )
 
 
 # -- merged with other requests ---------------------------------------------------------------
@@ -79,5 +71,11 @@ async def answer_merged(batcher: MicroBatcher, prepared: Prepared, v2: bool) -> 
     prediction = await batcher.predict(prepared.batch)
     predictor = batcher.predictor
     if v2:
-        return encode_v2(predictor, prepared, prediction)
-    return encode_native(predictor, prediction)
+        return v2_encode.encode(
+            predictor.name,
+            predictor.version,
+            prediction,
+            prepared.request_id,
+            prepared.outputs or [],
+        )
+    return native.encode(predictor.name, predictor.version, prediction)

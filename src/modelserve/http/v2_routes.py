@@ -17,7 +17,7 @@ from modelserve.core.errors import ModelUnavailableError, VersionNotFoundError
 from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.store import parse_version
-from modelserve.dataplane.plane import Prepared, answer_merged, encode_v2, prepare_v2
+from modelserve.dataplane.plane import Prepared, answer_merged, answer_v2, prepare_v2
 from modelserve.http.deps import (
     AdminAccess,
     InferenceAccess,
@@ -146,8 +146,7 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
     if batcher is None:
 
         def work(body: bytes) -> Encoded:
-            prepared = prepare(body)
-            return encode_v2(predictor, prepared, predictor.predict_batch(prepared.batch))
+            return answer_v2(predictor, body, parse_header_length(header, len(body)))
 
         encoded = await read_and_run(request, settings, work)
     else:

@@ -36,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         self._access_parts: dict[tuple[object, ...], _AccessParts] = {}
         self._clients: dict[str, str] = {}  # client address -> as a JSON string
 
-    def _time(self, created: float) -> str:
+    def timestamp(self, created: float) -> str:
         """An ISO 8601 UTC timestamp to the millisecond, formatted once per millisecond."""
         millis = int(created * 1000)
         last_millis, stamp = self._last
@@ -53,7 +53,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": self._time(record.created),
+            "time": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -94,7 +94,7 @@ class JsonFormatter(logging.Formatter):
         if number[-1] == ".":
             number += "0"
         return (
-            f'{{"time":"{self._time(created)}",{head}{latency} ms id={rid}{tail}",'
+            f'{{"time":"{self.timestamp(created)}",{head}{latency} ms id={rid}{tail}",'
             f'"request_id":"{rid}",{before},"latency_ms":{number},{after},'
             f'"client":{client_json}}}\n'
         )

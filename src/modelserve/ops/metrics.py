@@ -187,15 +187,15 @@ class Metrics:
             latency, rows = observed[:at], observed[at:]
             count = sum(latency[1:])
             self._child(self.http_requests, method, route, str(status)).inc(count)
-            _add(self._child(self.http_latency, method, route), latency)
+            add_pending(self._child(self.http_latency, method, route), latency)
             if prediction is None:
                 continue
             model, version, api = prediction[0], str(prediction[1]), prediction[2]
             self._child(self.requests, model, version, api, outcome_of(status)).inc(count)
-            _add(self._child(self.request_latency, model, version, api), latency)
+            add_pending(self._child(self.request_latency, model, version, api), latency)
             if any(rows[1:]):
                 self._child(self.rows, model, version).inc(rows[0])
-                _add(self._child(self.request_rows, model, version), rows)
+                add_pending(self._child(self.request_rows, model, version), rows)
 
     def batch(self, model: str, version: int, requests: int, rows: int) -> None:
         """One merged predict call (once per call, not per request: observed directly)."""
@@ -240,7 +240,7 @@ class _Pending:
         self.requests: dict[tuple[str, str, int, tuple[str, int, str] | None], list[float]] = {}
 
 
-def _observe(
+def observe_pending(
     table: dict[Any, list[float]], key: Any, value: float, bounds: tuple[float, ...]
 ) -> None:
     """[sum, count in bucket 0, bucket 1, ..., +Inf]: one bisect, two additions."""
@@ -251,7 +251,7 @@ def _observe(
     observed[1 + bisect_left(bounds, value)] += 1
 
 
-def _add(histogram: Any, observed: list[float]) -> None:
+def add_pending(histogram: Any, observed: list[float]) -> None:
     """Add pending observations to a histogram child in bulk.
 
     prometheus-client offers only ``observe(one_value)``; its child keeps a ``_sum`` value

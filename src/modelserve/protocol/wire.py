@@ -18,7 +18,7 @@ class WireModel(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Encoded:
     """An answer's body as sent, with what HTTP needs to send it.
 

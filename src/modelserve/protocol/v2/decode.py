@@ -539,7 +539,7 @@ def requested_outputs(request: Header, manifest: Manifest) -> list[RequestedOutp
     return wanted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """A decoded V2 request: its batch (for the schema check), its id and the outputs wanted."""
 
