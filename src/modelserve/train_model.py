@@ -9,7 +9,7 @@ from modelserve.training.train import TrainConfig, TrainResult, import_pickle, t
 
 def main() -> None:
     """Entry point of ``python -m modelserve.train_model``."""
-    from modelserve.cli.commands import train_app  # noqa: PLC0415 - only when run as a script
+    from modelserve.cli.app import train_app  # noqa: PLC0415 - only when run as a script
 
     train_app()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from modelserve.cli.commands import app
+from modelserve.cli import app
 from modelserve.core.store import ModelStore
 from tests.core.test_store import MARKER_NAME, plant_malicious_pickle
 from tests.helpers import ROW

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from modelserve.cli.commands import app
+from modelserve.cli import app
 from modelserve.cli.ray_engine import RayOptions, deployment_options, run
 from modelserve.core.errors import EngineUnavailableError
 from modelserve.core.settings import Settings

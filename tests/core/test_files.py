@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from modelserve.cli.commands import app as cli_app
+from modelserve.cli import app as cli_app
 from modelserve.core.errors import DeserializationError, IntegrityError, ManifestError
 from modelserve.core.files import RefusedFileError, StoreLimits, check_archive, read_regular
 from modelserve.core.registry import ModelRegistry

@@ -288,7 +288,7 @@ def test_the_serve_path_loads_a_linear_model_without_importing_scikit_learn(
     script = f"""
 import sys
 from modelserve import main
-from modelserve.cli import commands as cli
+from modelserve import cli
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 registry = ModelRegistry(Settings(store={str(store_path)!r}), defer_estimators=True,

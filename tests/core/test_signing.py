@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sklearn.linear_model import Ridge
 from typer.testing import CliRunner
 
-from modelserve.cli.commands import app
+from modelserve.cli import app
 from modelserve.core.errors import SignatureError, SigningKeyError, TrainingError
 from modelserve.core.settings import Settings
 from modelserve.core.signing import generate_keys, load_signing_key, load_verify_key

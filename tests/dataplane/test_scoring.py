@@ -14,7 +14,7 @@ import pytest
 import skops.io as sio
 from typer.testing import CliRunner
 
-from modelserve.cli.commands import app
+from modelserve.cli import app
 from modelserve.core.store import ModelStore
 from modelserve.dataplane.scoring import count_rows
 

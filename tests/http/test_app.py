@@ -377,7 +377,7 @@ def test_importing_the_app_module_builds_no_app_until_uvicorn_asks_for_one(
     script = """
 import sys
 from modelserve import main
-from modelserve.cli import commands as cli
+from modelserve import cli
 print("app" in vars(main), sorted({m.split(".")[0] for m in sys.modules} & {"rich"}))
 app = main.app
 print(type(app).__name__, main.app is app)

@@ -90,7 +90,7 @@ def test_a_full_disk_during_train_is_a_clear_error_and_leaves_no_version(tmp_pat
     # RLIMIT_FSIZE makes writes past 4 KiB fail with EFBIG, as a full disk fails with ENOSPC.
     script = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
-        "from modelserve.cli.commands import main; sys.argv[0] = 'modelserve'; main()"
+        "from modelserve.cli import main; sys.argv[0] = 'modelserve'; main()"
     )
     store = tmp_path / "models"
     completed = subprocess.run(

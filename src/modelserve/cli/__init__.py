@@ -1,5 +1,5 @@
-"""The ``modelserve`` command line."""
+"""The ``modelserve`` command line (:mod:`modelserve.cli.app`)."""
 
-from modelserve.cli.commands import app, main
+from modelserve.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,104 @@
+"""``modelserve train`` and ``modelserve import``: publish a model to the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelserve.cli.common import (
+    Format,
+    SigningKeyOption,
+    StoreOption,
+    err,
+    fail,
+    report,
+    settings_from,
+    signing_key_of,
+    train_with_status,
+)
+from modelserve.core.errors import ModelServeError
+from modelserve.core.registry import open_store
+from modelserve.training.train import ESTIMATORS, TrainConfig, import_pickle
+
+
+def train_command(
+    name: Annotated[str, typer.Option(help="Model name in the store.")] = "default",
+    estimator: Annotated[str, typer.Option(help=f"Estimator: {', '.join(ESTIMATORS)}.")] = "linear",
+    csv: Annotated[
+        Path | None, typer.Option(help="Train on this CSV file (header row; numeric features).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --csv.")] = None,
+    samples: Annotated[int, typer.Option(help="Synthetic data: number of rows.")] = 1000,
+    features: Annotated[int, typer.Option(help="Synthetic data: number of features.")] = 10,
+    noise: Annotated[float, typer.Option(help="Synthetic regression data: noise.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed for data, split and estimator.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Held-out fraction for the metrics.")] = 0.2,
+    format: Annotated[
+        Format, typer.Option(help="Artifact format; pickle needs MODELSERVE_ALLOW_PICKLE to serve.")
+    ] = Format.skops,
+    signing_key: SigningKeyOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Fit a model and publish it as the next version in the store."""
+    settings = settings_from(store=store, signing_key=signing_key)
+    config = TrainConfig(
+        name=name,
+        estimator=estimator,
+        samples=samples,
+        features=features,
+        noise=noise,
+        seed=seed,
+        test_size=test_size,
+        csv=csv,
+        target=target,
+        format=format.value,
+    )
+    report(train_with_status(config, settings))
+    if format is Format.pickle and not settings.allow_pickle:
+        err().print(
+            "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
+            highlight=False,
+        )
+
+
+def import_command(
+    path: Annotated[
+        Path, typer.Argument(help="A fitted scikit-learn estimator saved with pickle.")
+    ],
+    name: Annotated[str, typer.Option(help="Model name in the store.")],
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle", help="Unpickle the file: this runs its code, so trust its source."
+        ),
+    ] = False,
+    feature_names: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated feature names [default: the estimator's, or x0, x1…]."),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option(help="Publish as skops (re-serialized) or keep the pickle bytes.")
+    ] = Format.skops,
+    signing_key: SigningKeyOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Publish an estimator pickled elsewhere; its sha256 is recorded in the manifest."""
+    settings = settings_from(store=store, signing_key=signing_key)
+    key = signing_key_of(settings)
+    names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+    try:
+        result = import_pickle(
+            path,
+            name,
+            open_store(settings),
+            trust_pickle=trust_pickle,
+            feature_names=names,
+            fmt=format.value,
+            signing_key=key,
+        )
+    except ModelServeError as exc:
+        fail(exc.message)
+    report(result)
+    typer.echo(f"source:  {path} (sha256 {result.manifest.training_data.sha256})")
