@@ -92,7 +92,7 @@ class Batch:
         ``finite``: the decoder's parser refuses NaN and Infinity (strict JSON does), so the
         check need not look for them again.
         """
-        return cls(matrix, None, None, return_probabilities, (), finite)
+        return cls(matrix, return_probabilities=return_probabilities, finite=finite)
 
     @classmethod
     def of_columns(

@@ -49,7 +49,8 @@ class SchemaCheck:
                 and matrix.shape[1] == self.count
                 and matrix.dtype == _FLOAT64
             ):  # a strict parser's float64 rows of the right shape: nothing left to find
-                return Batch(matrix, None, None, batch.return_probabilities, (), True, True)
+                batch.checked = True  # already the checked form: stamped, not copied
+                return batch
             return self._matrix(matrix, batch.return_probabilities, batch.finite)
         if batch.named is not None:
             return self._columns(batch.named, batch.return_probabilities)

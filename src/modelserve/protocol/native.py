@@ -200,7 +200,7 @@ def decode(body: bytes | str, features: int) -> Batch:
     if isinstance(body, bytes):
         matrix = plain_rows(body, features)
         if matrix is not None:
-            return Batch.of_matrix(matrix, finite=True)
+            return Batch(matrix, finite=True)
     return read_document(body)
 
 
