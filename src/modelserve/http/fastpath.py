@@ -60,8 +60,6 @@ _TEMPLATES = {
     (True, True): paths.INFER_VERSION,
 }
 _Target = tuple[str, str | None, bool, str]
-_UNKNOWN = ("", None, False, "")  # a path not looked at yet (targets are never this)
-_MAX_TARGETS = 1024
 _Answer = tuple[bytes, int | None]
 """A response body, and the length of its JSON header when binary tensors follow it."""
 _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
@@ -92,9 +90,6 @@ class FastLane:
         # registry from its state, where each read costs a caught AttributeError: State
         # keeps its attributes in a dict behind __getattr__).
         self.registry: ModelRegistry | None = None
-        # What each path POSTed to means, looked up once: two regular expressions per request
-        # cost more than the dictionary. Bounded, so clients sending any paths cannot grow it.
-        self._targets: dict[str, _Target | None] = {}
         # The requests whose bodies are being read, with their deadlines; those cut off.
         # A dictionary entry per request, where a timer per request would cost several times
         # as much: one task of the runtime's (expire) looks a few times a second.
@@ -123,21 +118,12 @@ class FastLane:
 
     def target(self, path: str) -> _Target | None:
         """Model name, version, whether it is /v2, and the route template; None: not ours."""
-        targets = self._targets
-        found = targets.get(path, _UNKNOWN)
-        if found is _UNKNOWN:
-            found = self._match(path)
-            if len(targets) < _MAX_TARGETS:
-                targets[path] = found
-        return found
-
-    def _match(self, path: str) -> _Target | None:
         if path == paths.DEFAULT_PREDICT:
             return self.default_model, None, False, paths.DEFAULT_PREDICT
-        match = _NATIVE.match(path) or _V2.match(path)
+        v2 = path.startswith(paths.V2_PREFIX)
+        match = (_V2 if v2 else _NATIVE).match(path)
         if match is None:
             return None
-        v2 = match.re is _V2
         return match[1], match[2], v2, _TEMPLATES[v2, match[2] is not None]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:

@@ -234,40 +234,6 @@ _COMMON = re.compile(
 )  # fmt: skip
 
 
-class _Form(NamedTuple):
-    """What :data:`_COMMON` read from a request around its data: all but the numbers."""
-
-    request_id: str | None
-    rows: int
-    columns: int
-    output: bool  # an output is named ("predict")
-    binary: bool  # that output, or all outputs, in binary
-    binary_default: bool
-
-
-def _common_form(body: bytes) -> tuple[_Form, bytes] | None:
-    """The form of a :data:`_COMMON` request and its data (``[...]``); None: not one."""
-    match = _COMMON.fullmatch(body)
-    if match is None:
-        return None
-    request_id, name, rows, columns, data, output, binary, binary_output = match.groups()
-    try:
-        name.decode()  # the general path reads it, so it must be UTF-8
-        text_id = None if request_id is None else request_id.decode()
-    except UnicodeDecodeError:
-        return None
-    binary_default = binary_output == b"true"
-    form = _Form(
-        text_id,
-        int(rows),
-        int(columns),
-        output is not None,
-        binary_default if binary is None else binary == b"true",
-        binary_default,
-    )
-    return form, data
-
-
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
@@ -377,6 +343,7 @@ def fits(shape: list[int]) -> bool:
     return True
 
 
+_FLOAT64 = np.dtype(np.float64)
 _FP32_MAX = float(np.finfo(np.float32).max)
 _FP64_MAX = float(np.finfo(np.float64).max)
 
@@ -580,26 +547,29 @@ def common_request(body: bytes, manifest: Manifest) -> Request | None:
     that does not fill the declared shape returns None, so the general road writes the error.
     Its result equals the general road's for every body it takes (a test holds them equal).
     """
-    common = _common_form(body)
-    if common is None:
+    match = _COMMON.fullmatch(body)
+    if match is None:
         return None
-    form, data = common
-    rows, columns = form.rows, form.columns
+    request_id, name, rows, columns, data, output, binary, binary_output = match.groups()
     try:
+        name.decode()  # the general road reads it, so it must be UTF-8
+        text_id = None if request_id is None else request_id.decode()
         document = simdjson_parser().parse(data)
         if not isinstance(document, simdjson.Array):
             return None
-        values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
-    except (ValueError, RuntimeError, TypeError):  # not strict JSON numbers
-        return None
-    if values.size != rows * columns:
+        values = np.frombuffer(document.as_buffer(of_type="d"), _FLOAT64)
+    except (UnicodeDecodeError, ValueError, RuntimeError, TypeError):
+        return None  # not UTF-8, or not strict JSON numbers
+    shape = (int(rows), int(columns))
+    if values.size != shape[0] * shape[1]:
         return None
     classifier = manifest.task == "classification"
-    if form.output:
-        outputs = [PREDICT_JSON if not form.binary else PREDICT_BINARY]
+    binary_default = binary_output == b"true"
+    if output is not None:
+        wanted = binary_default if binary is None else binary == b"true"
+        outputs = [PREDICT_BINARY if wanted else PREDICT_JSON]
     else:
-        outputs = list(_all_outputs(classifier, form.binary_default))
-    probabilities = not form.output and classifier  # all outputs: predict_proba too
-    matrix = values.reshape(rows, columns)
-    batch = Batch.of_matrix(matrix, return_probabilities=probabilities, finite=True)
-    return Request(batch, form.request_id, outputs)
+        outputs = list(_all_outputs(classifier, binary_default))
+    probabilities = output is None and classifier  # all outputs: predict_proba too
+    batch = Batch(values.reshape(shape), None, None, probabilities, (), True)
+    return Request(batch, text_id, outputs)

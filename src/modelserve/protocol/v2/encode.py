@@ -3,7 +3,6 @@ and a model's metadata."""
 
 from __future__ import annotations
 
-import functools
 import struct
 from typing import Any
 
@@ -46,44 +45,7 @@ def binary_tensor(values: np.ndarray, datatype: str) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
 
 
-@functools.lru_cache(maxsize=1024)
-def json_head(name: str, version: int) -> bytes:
-    """The start of every JSON response of one model version (its name escaped once)."""
-    return b'{"model_name":' + orjson.dumps(name) + b',"model_version":"' + b"%d" % version + b'"'
-
-
-_OUTPUT_START = b',"outputs":[{"name":"predict","shape":[%d],"datatype":"FP64","data":'
-
-
 def encode(
-    name: str,
-    version: int,
-    prediction: Prediction,
-    request_id: str | None,
-    outputs: list[RequestedOutput],
-) -> Encoded:
-    """The V2 response for ``prediction``: JSON, or a JSON header followed by binary tensors."""
-    values = prediction.predictions
-    if (
-        len(outputs) == 1
-        and outputs[0].name == PREDICT
-        and not outputs[0].binary
-        and values.ndim == 1
-        and values.dtype.kind == "f"
-    ):
-        # The common answer, one float tensor in JSON: the bytes orjson makes of the document
-        # below (a test holds them equal), without building it.
-        data = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
-        rows = len(values)
-        head = json_head(name, version)
-        if request_id is not None:
-            head += b',"id":' + orjson.dumps(request_id)
-        body = b"".join((head, _OUTPUT_START % rows, data, b"}]}"))
-        return Encoded(body, None, rows)
-    return encode_document(name, version, prediction, request_id, outputs)
-
-
-def encode_document(
     name: str,
     version: int,
     prediction: Prediction,
