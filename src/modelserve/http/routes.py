@@ -24,6 +24,7 @@ from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 from modelserve.core.store import parse_version
 from modelserve.dataplane.plane import answer_merged, answer_native, prepare_native
+from modelserve.http import paths
 from modelserve.http.deps import (
     InferenceAccess,
     RegistryDep,
@@ -105,7 +106,7 @@ async def _predict(predictor: Predictor, request: Request, settings: Settings) -
 
 
 @router.post(
-    "/v1/models/{name}/predict",
+    paths.PREDICT,
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
     dependencies=[InferenceAccess],
@@ -120,7 +121,7 @@ async def predict(
 
 
 @router.post(
-    "/v1/models/{name}/versions/{version}/predict",
+    paths.PREDICT_VERSION,
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
     dependencies=[InferenceAccess],
@@ -139,7 +140,7 @@ async def predict_version(
 
 
 @router.post(
-    "/predict",
+    paths.DEFAULT_PREDICT,
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
     dependencies=[InferenceAccess],
@@ -235,7 +236,7 @@ async def model_version_detail(
 
 
 @metrics_router.get(
-    "/metrics",
+    paths.METRICS,
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
     tags=["health"],
@@ -294,13 +295,13 @@ async def report_summary(name: ModelName, version: Version, registry: RegistryDe
     return await _attachment(registry, name, version, SUMMARY_FILE, JSON)
 
 
-@router.get("/health/live", response_model=Liveness, tags=["health"], summary="Liveness")
+@router.get(paths.LIVE, response_model=Liveness, tags=["health"], summary="Liveness")
 async def live() -> Liveness:
     return Liveness()
 
 
 @router.get(
-    "/health/ready",
+    paths.READY,
     response_model=Readiness,
     responses=error_responses(503),
     tags=["health"],

@@ -18,6 +18,7 @@ from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.store import parse_version
 from modelserve.dataplane.plane import Prepared, answer_merged, answer_v2, prepare_v2
+from modelserve.http import paths
 from modelserve.http.deps import (
     AdminAccess,
     InferenceAccess,
@@ -70,7 +71,13 @@ _INFER_BODY: dict[str, Any] = {
 ModelName = Annotated[str, Path(description="Model name, as in the store.")]
 VersionText = Annotated[str, Path(description="Model version, as assigned by the store.")]
 
-router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], responses=_ERRORS)
+
+def _inside(path: str) -> str:
+    """``path`` under the /v2 router's prefix (the lane matches the whole path)."""
+    return path.removeprefix(paths.V2_PREFIX)
+
+
+router = APIRouter(prefix=paths.V2_PREFIX, tags=["v2 (Open Inference Protocol)"], responses=_ERRORS)
 models = APIRouter(dependencies=[InferenceAccess])
 repository = APIRouter(prefix="/repository", dependencies=[AdminAccess])
 
@@ -87,12 +94,14 @@ async def server_metadata() -> oip.ServerMetadata:
     return oip.ServerMetadata(name="modelserve", version=__version__, extensions=EXTENSIONS)
 
 
-@router.get("/health/live", summary="Server liveness")
+@router.get(_inside(paths.V2_LIVE), summary="Server liveness")
 async def server_live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Ready while every model to serve has a verified version")
+@router.get(
+    _inside(paths.V2_READY), summary="Ready while every model to serve has a verified version"
+)
 async def server_ready(registry: RegistryDep) -> dict[str, bool]:
     if not registry.ready:
         raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
@@ -165,7 +174,7 @@ async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) 
 
 
 @models.post(
-    "/models/{name}/infer",
+    _inside(paths.INFER),
     response_model=oip.InferenceResponse,
     openapi_extra=_INFER_BODY,
     summary="Inference with the newest loaded version",
@@ -177,7 +186,7 @@ async def infer(
 
 
 @models.post(
-    "/models/{name}/versions/{version}/infer",
+    _inside(paths.INFER_VERSION),
     response_model=oip.InferenceResponse,
     openapi_extra=_INFER_BODY,
     summary="Inference with one version",
