@@ -12,10 +12,14 @@ read into a :class:`Batch`, in whichever form its wire format gives:
 
 One check, :class:`~modelserve.core.schema.SchemaCheck`, validates any of them against the
 model's schema (row limit, feature count and names, the type of every value) and returns a
-*checked* batch: a matrix in the model's feature order whose :meth:`Batch.columns` are typed by
-the schema. Only a checked batch is predicted. Column types other than ``float`` (strings,
-categories, missing values) add a :class:`ColumnType` and a column form here and a rule in the
-check; no decoder changes shape.
+*checked* batch, in one of two forms:
+
+- a float64 matrix in the model's feature order, when every feature is numeric (floats,
+  integers and booleans as numbers, a missing value as NaN where the feature is nullable);
+- a *table*: one 1-D array per feature, in feature order, when a feature holds strings (an
+  object array of ``str``, a missing value as ``NaN``, as pandas reads a CSV).
+
+Only a checked batch is predicted; :meth:`Batch.columns` names and types its columns.
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ from modelserve.core.errors import Problem
 
 
 class ColumnType(enum.StrEnum):
-    """What one column of a checked batch holds."""
+    """What one column of a checked batch holds (the manifest's ``dtype`` of its feature)."""
 
-    FLOAT = "float"
-    """Finite numbers, as float64."""
+    FLOAT = "float64"
+    """Finite numbers, as float64 (NaN where a nullable feature is missing)."""
+    INTEGER = "int64"
+    """Whole numbers within int64, as float64 in a matrix (NaN where missing)."""
+    BOOLEAN = "bool"
+    """``True``/``False``, as 1.0/0.0 in a matrix (NaN where missing)."""
+    STRING = "string"
+    """Text, as an object array of ``str`` (NaN where missing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,7 @@ class Batch:
         "named",
         "records",
         "return_probabilities",
+        "table",
         "trailing",
     )
 
@@ -82,6 +93,7 @@ class Batch:
         self.return_probabilities = return_probabilities
         self.trailing = trailing
         self.checked = checked
+        self.table: tuple[np.ndarray, ...] | None = None
 
     @classmethod
     def of_matrix(
@@ -114,7 +126,7 @@ class Batch:
 
     @property
     def rows(self) -> np.ndarray:
-        """The matrix of a checked batch (rows in request order, columns in feature order)."""
+        """The matrix of a checked numeric batch (rows in request order, features in order)."""
         if self.matrix is None or not self.checked:
             raise ValueError("only a checked batch has rows to predict (SchemaCheck.check)")
         return self.matrix
@@ -123,17 +135,34 @@ class Batch:
         """How many rows the batch has (of a batch given by columns: its first column's)."""
         if self.matrix is not None:
             return len(self.matrix)
+        if self.table is not None:
+            return len(self.table[0])
         if self.records is not None:
             return len(self.records)
         return len(self.named[0][1]) if self.named else 0
 
-    def columns(self, names: Sequence[str]) -> list[Column]:
-        """The columns of a checked batch, named by the schema's ``names``."""
+    def columns(
+        self, names: Sequence[str], types: Sequence[ColumnType] | None = None
+    ) -> list[Column]:
+        """The columns of a checked batch, named by the schema's ``names`` (and ``types``)."""
+        if not self.checked:
+            raise ValueError("only a checked batch has typed columns (SchemaCheck.check)")
+        kinds = list(types) if types is not None else [ColumnType.FLOAT] * len(names)
+        if self.table is not None:
+            return [Column(n, t, v) for n, t, v in zip(names, kinds, self.table, strict=True)]
         rows = self.rows
-        return [Column(name, ColumnType.FLOAT, rows[:, i]) for i, name in enumerate(names)]
+        return [Column(n, t, rows[:, i]) for i, (n, t) in enumerate(zip(names, kinds, strict=True))]
 
     def __repr__(self) -> str:
-        form = "matrix" if self.matrix is not None else "columns" if self.named else "records"
+        form = (
+            "matrix"
+            if self.matrix is not None
+            else "table"
+            if self.table is not None
+            else "columns"
+            if self.named
+            else "records"
+        )
         state = "checked" if self.checked else "unchecked"
         return f"Batch({len(self)} rows, {form}, {state})"
 
@@ -150,3 +179,27 @@ class Prediction:
 def checked(matrix: np.ndarray, *, return_probabilities: bool = False) -> Batch:
     """A batch already known to fit the schema: what the check returns, or a merge of such."""
     return Batch(matrix, None, None, return_probabilities, (), True, True)
+
+
+def checked_table(columns: tuple[np.ndarray, ...], *, return_probabilities: bool = False) -> Batch:
+    """A checked batch given as one 1-D array per feature, in feature order (see the module)."""
+    batch = Batch(None, None, None, return_probabilities, (), True, True)
+    batch.table = columns
+    return batch
+
+
+def merge(batches: Sequence[Batch], *, return_probabilities: bool) -> Batch:
+    """Checked batches of one model as one, rows in order."""
+    first = batches[0]
+    probabilities = return_probabilities
+    if len(batches) == 1 and first.return_probabilities == probabilities:
+        return first
+    if first.table is not None:
+        return checked_table(
+            tuple(
+                np.concatenate([b.table[i] for b in batches if b.table is not None])
+                for i in range(len(first.table))
+            ),
+            return_probabilities=probabilities,
+        )
+    return checked(np.concatenate([b.rows for b in batches]), return_probabilities=probabilities)

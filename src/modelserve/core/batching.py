@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio.to_thread
-import numpy as np
 
-from modelserve.core.batch import Batch, Prediction, checked
+from modelserve.core.batch import Batch, Prediction, merge
 from modelserve.core.errors import ModelServeError
 from modelserve.core.predictor import Predictor
 
@@ -67,9 +66,9 @@ class MicroBatcher:
     async def predict(self, batch: Batch) -> Prediction:
         """Predict the checked ``batch``, merged with whatever else waits for this model."""
         self.predictor.check_outputs(batch)  # a bad request fails alone, before it merges
-        if len(batch.rows) >= self.max_rows:
+        if len(batch) >= self.max_rows:
             prediction = await anyio.to_thread.run_sync(self.predictor.predict_batch, batch)
-            self._observed(1, len(batch.rows))
+            self._observed(1, len(batch))
             return prediction
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(batch, future))
@@ -81,10 +80,7 @@ class MicroBatcher:
         """Predict queued batches until none are left, then stop (no idle task per model)."""
         try:
             while self._queue:
-                if (
-                    self.max_wait > 0
-                    and sum(len(w.batch.rows) for w in self._queue) < self.max_rows
-                ):
+                if self.max_wait > 0 and sum(len(w.batch) for w in self._queue) < self.max_rows:
                     await asyncio.sleep(self.max_wait)
                 taken = self._take()
                 if taken:
@@ -101,7 +97,7 @@ class MicroBatcher:
             if waiting.future.done():  # its client gave up (deadline): do not predict it
                 self._queue.pop(0)
                 continue
-            size = len(waiting.batch.rows)
+            size = len(waiting.batch)
             if taken and rows + size > self.max_rows:
                 break
             taken.append(self._queue.pop(0))
@@ -109,10 +105,8 @@ class MicroBatcher:
         return taken
 
     async def _run(self, taken: list[_Waiting]) -> None:
-        merged = checked(
-            taken[0].batch.rows
-            if len(taken) == 1
-            else np.concatenate([w.batch.rows for w in taken]),
+        merged = merge(
+            [w.batch for w in taken],
             return_probabilities=any(w.batch.return_probabilities for w in taken),
         )
         try:
@@ -122,10 +116,10 @@ class MicroBatcher:
                 if not waiting.future.done():
                     waiting.future.set_exception(exc)
             return
-        self._observed(len(taken), len(merged.rows))
+        self._observed(len(taken), len(merged))
         start = 0
         for waiting in taken:
-            end = start + len(waiting.batch.rows)
+            end = start + len(waiting.batch)
             if not waiting.future.done():
                 predictions = prediction.predictions[start:end]
                 try:  # a request whose answer is not a number fails alone

@@ -27,15 +27,40 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+FeatureType = Literal["float64", "int64", "bool", "string"]
+"""What one feature holds: a number, an integer, a boolean or a string (text or a category)."""
+
+Category = str | int
+"""A category seen in training: text, or an integer code (``--categorical`` on a number)."""
+
+
 class FeatureSpec(_Frozen):
-    """One input feature and the statistics of its training data (unknown for imports)."""
+    """One input feature: its type, whether it may be missing, its training statistics.
+
+    ``nullable``: the model answers when this value is missing (``null``), known from the
+    estimator (a native missing-value support, an imputer) and verified by a trial prediction
+    when the version was published. ``categories`` (with how often each was seen in training,
+    ``category_counts``) are the values of a categorical feature; ``accepts_unseen`` says whether
+    the model takes a value outside them (``OneHotEncoder(handle_unknown="ignore")``, also
+    verified at publish). A string feature without ``categories`` takes any text.
+    """
 
     name: str = Field(min_length=1)
-    dtype: Literal["float64"] = "float64"
+    dtype: FeatureType = "float64"
+    nullable: bool = False
     min: float | None = None
     max: float | None = None
     mean: float | None = None
     std: float | None = None
+    categories: list[Category] | None = None
+    category_counts: list[int] | None = None
+    accepts_unseen: bool = False
+
+
+InputForm = Literal["matrix", "frame"]
+"""How the estimator takes its rows: a float64 matrix in feature order, or a pandas DataFrame
+with one column per feature, of the feature's type (a fitted ``Pipeline`` that selects columns
+by name)."""
 
 
 class FeatureSchema(_Frozen):
@@ -43,10 +68,16 @@ class FeatureSchema(_Frozen):
 
     count: int = Field(ge=1)
     features: list[FeatureSpec]
+    form: InputForm = "matrix"
 
     @property
     def names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @property
+    def plain(self) -> bool:
+        """Every feature a number that may not be missing: the float matrix of the first design."""
+        return all(f.dtype == "float64" and not f.nullable for f in self.features)
 
 
 class OutputSpec(_Frozen):
@@ -79,10 +110,15 @@ class RuntimeVersions(_Frozen):
 
 
 class EstimatorInfo(_Frozen):
-    """Fully qualified class and JSON-safe parameters of the fitted estimator."""
+    """Fully qualified class and JSON-safe parameters of the fitted estimator.
+
+    ``steps``: for a ``Pipeline``, each step and, inside a ``ColumnTransformer``, each
+    transformer with the columns it takes (``"prep/cat: OneHotEncoder(island, sex)"``).
+    """
 
     class_name: str
     params: dict[str, Any]
+    steps: list[str] = Field(default_factory=list)
 
 
 class TrainingData(_Frozen):

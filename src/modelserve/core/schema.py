@@ -2,10 +2,16 @@
 
 Every decoder hands its :class:`~modelserve.core.batch.Batch` to :meth:`SchemaCheck.check`,
 which enforces, once each: the row limit (``MODELSERVE_MAX_ROWS``), the feature count and the
-feature names, and the type of every value (a finite number). It returns a checked batch in the
-model's feature order, or raises :class:`~modelserve.core.errors.InvalidInputError` listing the
-problems with where they are (``("instances", row, feature)``), in the order the request holds
-them, at most ``max_problems`` of them.
+feature names, and the type of every value against its feature's ``dtype``: a finite number, a
+whole number, a boolean or a string; a category the model knows (unless it takes unseen ones);
+a missing value (``null``) only where the feature is ``nullable``. Only safe coercions are made
+(an integer where a float belongs, ``3.0`` where an integer does); ``"3"`` is never 3. It
+returns a checked batch in the model's feature order (see :mod:`modelserve.core.batch`), or
+raises :class:`~modelserve.core.errors.InvalidInputError` listing the problems with where they
+are (``("instances", row, feature)``), in the order the request holds them (a batch given by
+columns: row by row), at most ``max_problems`` of them.
+
+A schema of plain float features (every model of the first design) keeps its own short roads.
 """
 
 from __future__ import annotations
@@ -16,13 +22,25 @@ from typing import Any
 
 import numpy as np
 
-from modelserve.core.batch import Batch, checked
+from modelserve.core.batch import Batch, ColumnType, checked, checked_table
 from modelserve.core.errors import InvalidInputError, Problem
-from modelserve.core.manifest import Manifest
+from modelserve.core.manifest import Category, FeatureSpec, Manifest
 
 _FLOAT64 = np.dtype(np.float64)
 ROW_FORMS = "must be an array of numbers or an object of feature: number"
 """What a row of records may be."""
+TYPED_ROW_FORMS = "must be an array of values in feature order or an object of feature: value"
+"""What a row of records may be, for a model with other features than numbers."""
+EXACT_INTEGER = 2**53
+"""Whole numbers are carried as float64: beyond this they would not stay exact, so are refused."""
+LISTED_CATEGORIES = 10
+"""Most known categories an unknown-category message lists (the most frequent first)."""
+_EXPECTED = {
+    ColumnType.FLOAT: ("a number", "not-a-number"),
+    ColumnType.INTEGER: ("a whole number", "not-an-integer"),
+    ColumnType.BOOLEAN: ("a boolean", "not-a-boolean"),
+    ColumnType.STRING: ("a string", "not-a-string"),
+}
 
 
 class SchemaCheck:
@@ -35,26 +53,42 @@ class SchemaCheck:
         self.max_problems = max_problems
         self._positions = {name: index for index, name in enumerate(self.names)}
         self._model = f"model {manifest.name!r} v{manifest.version}"
+        self.specs: list[FeatureSpec] = manifest.input_schema.features
+        self.types = [ColumnType(spec.dtype) for spec in self.specs]
+        self.plain = manifest.input_schema.plain
+        """Every feature a number that may not be missing: the first design's float matrix."""
+        self.tabular = ColumnType.STRING in self.types
+        """A checked batch is a table (a feature holds strings), not a matrix."""
+        self._known: list[frozenset[Category] | None] = [
+            frozenset(spec.categories)
+            if spec.categories is not None and not spec.accepts_unseen
+            else None
+            for spec in self.specs
+        ]
+        self._row_forms = ROW_FORMS if self.plain else TYPED_ROW_FORMS
 
     def check(self, batch: Batch) -> Batch:
         """``batch`` validated: a checked batch, or InvalidInputError naming every problem."""
         if batch.checked:
             return batch
+        if batch.matrix is None:
+            if batch.named is not None:
+                return self._columns(batch.named, batch.return_probabilities)
+            records = self._records if self.plain else self._typed_records
+            return records(batch.records or [], batch)
         matrix = batch.matrix
-        if matrix is not None:
-            if (
-                batch.finite
-                and matrix.ndim == 2
-                and 0 < matrix.shape[0] <= self.max_rows
-                and matrix.shape[1] == self.count
-                and matrix.dtype == _FLOAT64
-            ):  # a strict parser's float64 rows of the right shape: nothing left to find
-                batch.checked = True  # already the checked form: stamped, not copied
-                return batch
-            return self._matrix(matrix, batch.return_probabilities, batch.finite)
-        if batch.named is not None:
-            return self._columns(batch.named, batch.return_probabilities)
-        return self._records(batch.records or [], batch)
+        if not self.plain:
+            return self._typed_matrix(matrix, batch.return_probabilities)
+        if (
+            batch.finite
+            and matrix.ndim == 2
+            and 0 < matrix.shape[0] <= self.max_rows
+            and matrix.shape[1] == self.count
+            and matrix.dtype == _FLOAT64
+        ):  # a strict parser's float64 rows of the right shape: nothing left to find
+            batch.checked = True  # already the checked form: stamped, not copied
+            return batch
+        return self._matrix(matrix, batch.return_probabilities, batch.finite)
 
     # -- the row limit, the feature count and names: each written once -----------------------
 
@@ -132,9 +166,10 @@ class SchemaCheck:
             raise _one(
                 f"per-feature inputs have different lengths: {sorted(lengths)}", "shape-mismatch"
             )
-        matrix = np.column_stack(
-            [by_name[name].astype(np.float64, copy=False) for name in self.names]
-        )
+        ordered = [by_name[name] for name in self.names]
+        if not self.plain or any(column.dtype.kind not in "fiu" for column in ordered):
+            return self._typed_columns(ordered, probabilities)
+        matrix = np.column_stack([column.astype(np.float64, copy=False) for column in ordered])
         return self._matrix(matrix, probabilities, finite=False)
 
     def _records(self, records: Sequence[Any], batch: Batch) -> Batch:
@@ -202,9 +237,11 @@ class SchemaCheck:
                 if key not in self._positions
             )
             return found
-        return [Problem(("instances", index), f"row {index} {ROW_FORMS}", "invalid-row")]
+        return [Problem(("instances", index), f"row {index} {self._row_forms}", "invalid-row")]
 
     def _value_problem(self, row: int, where: str | int, value: Any) -> Problem | None:
+        if not self.plain:
+            return self._typed_problem(row, where, value)
         if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
             try:
                 return None if math.isfinite(value) else self._not_finite(row, where)
@@ -215,6 +252,205 @@ class SchemaCheck:
             f"row {row}, feature {self._feature(where)!r}: expected a number, "
             f"got {describe(value)}",
             "not-a-number",
+        )
+
+    # -- typed features: integers, booleans, strings, categories, missing values --------------
+
+    def _typed_matrix(self, rows: np.ndarray, probabilities: bool) -> Batch:
+        """A 2-D array of numbers for a model whose features are not all plain floats."""
+        if rows.ndim != 2:
+            raise InvalidInputError(
+                f"expected a 2-D batch (rows, {self.count}), got shape {list(rows.shape)}",
+                problems=[Problem(("instances",), "not a 2-D batch", "invalid-shape")],
+            )
+        problem = self._rows_problem(rows.shape[0])
+        if problem is None and rows.shape[1] != self.count:
+            problem = self._count_problem(("instances", 0), "rows have", rows.shape[1])
+        if problem is not None:
+            raise InvalidInputError(problem.msg, problems=[problem])
+        return self._typed_columns([rows[:, i] for i in range(self.count)], probabilities)
+
+    def _typed_columns(self, columns: list[np.ndarray], probabilities: bool) -> Batch:
+        """One 1-D array per feature, in feature order: each value checked against its type."""
+        problem = self._rows_problem(len(columns[0]))
+        if problem is not None:
+            raise InvalidInputError(problem.msg, problems=[problem])
+        found: list[tuple[int, int, Problem]] = []
+        values: list[np.ndarray] = []
+        for index, column in enumerate(columns):
+            if column.dtype.kind in "fiu":
+                values.append(self._numbers(index, column, found))
+                continue
+            for row, value in enumerate(column.tolist()):
+                if isinstance(value, float) and math.isnan(value):
+                    value = None  # noqa: PLW2901 - binary data says missing with NaN
+                problem = self._typed_problem(row, index, value)
+                if problem is not None:
+                    found.append((row, index, problem))
+            values.append(column)
+        if found:
+            found.sort(key=lambda item: (item[0], item[1]))
+            raise summarize([p for _, _, p in found[: self.max_problems]], len(found))
+        return self._assemble(
+            [
+                column if column.dtype == _FLOAT64 else self._cells(index, column.tolist())
+                for index, column in enumerate(values)
+            ],
+            probabilities,
+        )
+
+    def _numbers(
+        self, index: int, column: np.ndarray, found: list[tuple[int, int, Problem]]
+    ) -> np.ndarray:
+        """A numeric column checked whole: float64, NaN where missing (if it may be)."""
+        kind = self.types[index]
+        if kind in (ColumnType.STRING, ColumnType.BOOLEAN):
+            # a number where text or a boolean belongs: never coerced; each row named
+            for row, value in enumerate(column.tolist()):
+                found.append((row, index, self._wrong_type(row, index, value)))
+            return column
+        floats = column.astype(np.float64)
+        spec = self.specs[index]
+        if column.dtype.kind == "f":
+            missing = np.isnan(floats)
+            if not spec.nullable:
+                found.extend((int(r), index, self._missing(int(r), index)) for r in _rows(missing))
+            infinite = np.isinf(floats)
+            found.extend((int(r), index, self._not_finite(int(r), index)) for r in _rows(infinite))
+            present = ~(missing | infinite)
+        else:
+            present = np.ones(len(floats), dtype=bool)
+        if kind is ColumnType.INTEGER:
+            bad = present & ((np.floor(floats) != floats) | (np.abs(floats) > EXACT_INTEGER))
+            found.extend(
+                (int(r), index, self._wrong_type(int(r), index, column[r].item()))
+                for r in _rows(bad)
+            )
+            present &= ~bad
+        if self._known[index] is not None:
+            for row in _rows(present):
+                problem = self._category_problem(row, index, floats[row].item())
+                if problem is not None:
+                    found.append((row, index, problem))
+        return floats
+
+    def _typed_records(self, records: Sequence[Any], batch: Batch) -> Batch:
+        """Rows as written, for a typed schema: every problem of every row, then the rest."""
+        problems: list[Problem] = []
+        total = 0
+        limit = self._rows_problem(len(records))
+        if limit is not None:
+            problems.append(limit)
+            total = 1
+        else:
+            for index, row in enumerate(records):
+                found = self._record_problems(index, row)
+                total += len(found)
+                problems.extend(found[: max(self.max_problems - len(problems), 0)])
+        for problem in batch.trailing:
+            total += 1
+            if len(problems) < self.max_problems:
+                problems.append(problem)
+        if total:
+            raise summarize(problems, total)
+        names = self.names
+        cells = [
+            [row[index] if isinstance(row, list | tuple) else row[name] for row in records]
+            for index, name in enumerate(names)
+        ]
+        return self._assemble(
+            [self._cells(index, column) for index, column in enumerate(cells)],
+            batch.return_probabilities,
+        )
+
+    def _cells(self, index: int, values: list[Any]) -> np.ndarray:
+        """Checked values of one feature as its column: float64, or objects for strings."""
+        if self.types[index] is ColumnType.STRING:
+            column = np.empty(len(values), dtype=object)
+            column[:] = [math.nan if value is None else value for value in values]
+            return column
+        return np.array(
+            [math.nan if value is None else value for value in values], dtype=np.float64
+        )
+
+    def _assemble(self, columns: list[np.ndarray], probabilities: bool) -> Batch:
+        if self.tabular:
+            return checked_table(tuple(columns), return_probabilities=probabilities)
+        return checked(np.column_stack(columns), return_probabilities=probabilities)
+
+    def _typed_problem(self, row: int, where: str | int, value: Any) -> Problem | None:
+        """What is wrong with ``value`` as feature ``where`` (a position or a name), if anything."""
+        index = where if isinstance(where, int) else self._positions[where]
+        if value is None:
+            return None if self.specs[index].nullable else self._missing(row, index)
+        kind = self.types[index]
+        if kind is ColumnType.STRING:
+            ok = isinstance(value, str)
+        elif kind is ColumnType.BOOLEAN:
+            ok = isinstance(value, bool)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            ok = False
+        else:
+            try:
+                if not math.isfinite(value):
+                    return self._not_finite(row, index)
+            except OverflowError:  # an integer past every double
+                return self._not_finite(row, index)
+            ok = kind is ColumnType.FLOAT or (
+                float(value).is_integer() and abs(value) <= EXACT_INTEGER
+            )
+        if not ok:
+            return self._wrong_type(row, index, value)
+        if self._known[index] is not None:
+            return self._category_problem(row, index, value)
+        return None
+
+    def _wrong_type(self, row: int, index: int, value: Any) -> Problem:
+        kind = self.types[index]
+        expected, code = _EXPECTED[kind]
+        name = self.names[index]
+        note = ""
+        if kind is ColumnType.STRING:
+            note = f" (feature {name!r} was text in training; send it as a JSON string)"
+        elif (
+            kind is ColumnType.INTEGER
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            note = " within ±2**53" if float(value).is_integer() else ""
+        return Problem(
+            ("instances", row, name),
+            f"row {row}, feature {name!r}: expected {expected}{note}, got {describe(value)}",
+            code,
+        )
+
+    def _missing(self, row: int, index: int) -> Problem:
+        name = self.names[index]
+        return Problem(
+            ("instances", row, name),
+            f"row {row}, feature {name!r}: the value is missing (null), and {self._model} "
+            "cannot take a missing value there",
+            "missing-value",
+        )
+
+    def _category_problem(self, row: int, index: int, value: Any) -> Problem | None:
+        known = self._known[index]
+        if known is None or value in known:
+            return None
+        spec = self.specs[index]
+        name = self.names[index]
+        categories = list(spec.categories or [])
+        counts = spec.category_counts
+        if counts is not None and len(counts) == len(categories):  # the most frequent first
+            categories = [c for _, c in sorted(zip(counts, categories, strict=True), key=_first)]
+        listed = ", ".join(repr(c) for c in categories[:LISTED_CATEGORIES])
+        more = len(categories) - LISTED_CATEGORIES
+        listed += f", … ({more} more)" if more > 0 else ""
+        return Problem(
+            ("instances", row, name),
+            f"row {row}, feature {name!r}: {describe(value)} is not a category {self._model} "
+            f"knows; known: {listed}",
+            "unknown-category",
         )
 
 
@@ -241,6 +477,14 @@ def describe(value: Any) -> str:
     if isinstance(value, Sequence):
         return "an array"
     return type(value).__name__
+
+
+def _first(item: tuple[int, Category]) -> int:
+    return -item[0]
+
+
+def _rows(mask: np.ndarray) -> list[int]:
+    return [int(row) for row in np.flatnonzero(mask)]
 
 
 def _one(message: str, code: str) -> InvalidInputError:
