@@ -14,7 +14,15 @@ from fastapi.testclient import TestClient
 from modelserve.core.settings import Settings
 from modelserve.core.store import ModelStore
 from modelserve.http.app import create_app
-from tests.helpers import ADMIN_KEY, free_port, running_server, serve_command, train_template
+from tests.helpers import (
+    ADMIN_KEY,
+    free_port,
+    running_server,
+    serve_command,
+    train_penguins,
+    train_template,
+    write_penguins,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +30,21 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store trained once: `default` v1 (linear, 10 features), `clf` v1 (4 features)."""
     root = tmp_path_factory.mktemp("template") / "models"
     train_template(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def penguins_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Palmer penguins as a CSV: text, whole-number and decimal columns, empty cells."""
+    return write_penguins(tmp_path_factory.mktemp("penguins") / "penguins.csv")
+
+
+@pytest.fixture(scope="session")
+def tabular_store(tmp_path_factory: pytest.TempPathFactory, penguins_csv: Path) -> Path:
+    """A store trained once on the penguins: `penguins` v1 (HistGradientBoosting behind
+    ordinal codes) and `penguins-lr` v1 (one-hot, imputation, scaling, LogisticRegression)."""
+    root = tmp_path_factory.mktemp("tabular") / "models"
+    train_penguins(root, penguins_csv)
     return root
 
 

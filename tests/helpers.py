@@ -32,6 +32,39 @@ def train_template(root: Path) -> None:
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
 
 
+PENGUIN = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.1,
+    "bill_depth_mm": 14.5,
+    "flipper_length_mm": 215.0,
+    "body_mass_g": 5000.0,
+    "sex": "female",
+    "year": 2008,
+}
+"""One valid row for the `penguins` models, by feature name."""
+
+
+def write_penguins(path: Path) -> Path:
+    """The Palmer penguins (shipped by the palmerpenguins package) written as a CSV."""
+    import palmerpenguins  # noqa: PLC0415 - only the tabular tests need it
+
+    palmerpenguins.load_penguins().to_csv(path, index=False)
+    return path
+
+
+def train_penguins(root: Path, csv: Path) -> None:
+    """`penguins` (HistGradientBoostingClassifier) and `penguins-lr` (LogisticRegression)."""
+    from modelserve.core.store import ModelStore  # noqa: PLC0415 - helpers stay cheap to import
+    from modelserve.training.train import TrainConfig, train  # noqa: PLC0415
+
+    store = ModelStore(root)
+    for name, estimator in (
+        ("penguins", "hist-gradient-boosting-classifier"),
+        ("penguins-lr", "logistic-regression"),
+    ):
+        train(TrainConfig(name=name, estimator=estimator, csv=csv, target="species"), store)
+
+
 def assert_problem(
     response: httpx.Response, status: int, type_suffix: str, *, detail_contains: str = ""
 ) -> dict[str, Any]:

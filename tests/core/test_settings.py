@@ -15,7 +15,9 @@ def test_defaults() -> None:
     assert settings.default_model == "default"
     assert settings.allow_pickle is False
     assert settings.allow_version_mismatch is False
-    assert settings.trusted_types == list(DEFAULT_TRUSTED_TYPES)
+    assert settings.trusted_types == []
+    assert settings.allowlist == DEFAULT_TRUSTED_TYPES
+    assert "sklearn.tree._tree.Tree" in settings.allowlist
 
 
 def test_environment_variables_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,6 +32,13 @@ def test_environment_variables_with_the_prefix(monkeypatch: pytest.MonkeyPatch) 
     assert (settings.port, settings.max_rows, settings.max_body_bytes) == (9001, 7, 1024)
     assert settings.allow_pickle is True
     assert settings.trusted_types == ["numpy.random.RandomState"]
+    # the variable extends the defaults: a forest still loads with it set
+    assert settings.allowlist == (*DEFAULT_TRUSTED_TYPES, "numpy.random.RandomState")
+
+
+def test_trusted_types_that_repeat_a_default_are_listed_once() -> None:
+    settings = Settings(trusted_types=["sklearn.tree._tree.Tree", "numpy.random.RandomState"])
+    assert settings.allowlist == (*DEFAULT_TRUSTED_TYPES, "numpy.random.RandomState")
 
 
 def test_keyword_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

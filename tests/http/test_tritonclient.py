@@ -114,9 +114,12 @@ def test_errors_raise_with_our_message(client: triton.InferenceServerClient) -> 
         client.infer("default", [tensor])
     with pytest.raises(InferenceServerException, match="model 'nope' is not served"):
         client.infer("nope", [tensor])
-    strings = triton.InferInput("input", [1, 1], "BYTES")
-    strings.set_data_from_numpy(np.array([[b"x"]], dtype=np.object_))
-    with pytest.raises(InferenceServerException, match="datatype 'BYTES'; supported"):
+    strings = triton.InferInput("input", [1, 10], "BYTES")
+    strings.set_data_from_numpy(np.array([[b"x"] * 10], dtype=np.object_))
+    with pytest.raises(
+        InferenceServerException,
+        match="10 problems in the request: row 0, feature 'x0': expected a number, got string 'x'",
+    ):
         client.infer("default", [strings])
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from modelserve.core.errors import DatasetError, TrainingError, UnknownEstimatorError
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
 from modelserve.core.store import LoadPolicy, ModelStore
 from modelserve.training.train import ESTIMATORS, TrainConfig, load_csv, train
 
-POLICY = LoadPolicy(trusted_types=("sklearn.tree._tree.Tree",))
+POLICY = LoadPolicy(trusted_types=DEFAULT_TRUSTED_TYPES)
 
 
 def test_default_is_linear_regression_on_make_regression(tmp_path: Path) -> None:
@@ -90,7 +91,10 @@ def test_classifier_from_csv_with_string_labels(tmp_path: Path) -> None:
         ("", "y", "is empty"),
         ("a,b,y\n", "y", "has a header but no data rows"),
         ("a,b\n1,2\n", "y", "has no target column 'y'; its columns are: a, b"),
-        ("a,y\n1,2\nx,3\n", "y", "data row 2, column 'a': 'x' is not a number"),
+        ("a,y\n1,x\n2,3\n", "y", "data row 1, column 'y': 'x' is not a number"),
+        ("a,y\n,2\n,3\n", "y", "column 'a' is empty in every row; leave it out with --drop a"),
+        ("a,y\n1,2\n3,\n", "y", "data row 2, column 'y': the target is empty"),
+        ("a,y\n1.5,2\ninf,3\n", "y", "data row 2, column 'a': 'inf' is not finite"),
         ("a,y\n1,2\n3,nan\n", "y", "data row 2, column 'y': 'nan' is not finite"),
         ("a,y\n1,2\n3\n", "y", "data row 2: 1 fields, the header has 2"),
         ("a,a,y\n1,2,3\n", "y", "column names must be unique"),

@@ -110,6 +110,6 @@ def train_with_status(config: TrainConfig, settings: Settings) -> TrainResult:
     try:
         kind = estimator_kind(config.estimator)
         with err().status(f"Training {kind.description} ({config.name})…", spinner="dots"):
-            return train(config, open_store(settings), key)
+            return train(config, open_store(settings), key, settings.allowlist)
     except ModelServeError as exc:
         fail(exc.message)

@@ -27,9 +27,22 @@ def train_command(
     name: Annotated[str, typer.Option(help="Model name in the store.")] = "default",
     estimator: Annotated[str, typer.Option(help=f"Estimator: {', '.join(ESTIMATORS)}.")] = "linear",
     csv: Annotated[
-        Path | None, typer.Option(help="Train on this CSV file (header row; numeric features).")
+        Path | None,
+        typer.Option(
+            help="Train on this CSV file (header row; numbers, booleans, text; empty = missing)."
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column of --csv.")] = None,
+    categorical: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated whole-number columns of --csv to treat as categories "
+            "(text and boolean columns always are)."
+        ),
+    ] = None,
+    drop: Annotated[
+        str | None, typer.Option(help="Comma-separated columns of --csv to leave out.")
+    ] = None,
     samples: Annotated[int, typer.Option(help="Synthetic data: number of rows.")] = 1000,
     features: Annotated[int, typer.Option(help="Synthetic data: number of features.")] = 10,
     noise: Annotated[float, typer.Option(help="Synthetic regression data: noise.")] = 0.1,
@@ -54,6 +67,8 @@ def train_command(
         csv=csv,
         target=target,
         format=format.value,
+        categorical=_names(categorical),
+        drop=_names(drop),
     )
     report(train_with_status(config, settings))
     if format is Format.pickle and not settings.allow_pickle:
@@ -61,6 +76,10 @@ def train_command(
             "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
             highlight=False,
         )
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else ()
 
 
 def import_command(

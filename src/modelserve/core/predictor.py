@@ -226,7 +226,7 @@ class Predictor:
         return Prediction(
             predictions=predictions,
             classes=list(self.manifest.output.classes or []),
-            probabilities=np.asarray(
+            probabilities=np.ascontiguousarray(
                 self.estimator.predict_proba(self.inputs(batch) if inputs is None else inputs)
             ),
         )

@@ -101,7 +101,7 @@ class _NoEvents:
 def load_policy(settings: Settings) -> LoadPolicy:
     """The trust policy for loading artifacts, from the server's own settings."""
     return LoadPolicy(
-        trusted_types=tuple(settings.trusted_types),
+        trusted_types=settings.allowlist,
         allow_pickle=settings.allow_pickle,
         allow_version_mismatch=settings.allow_version_mismatch,
         verify_key=None if settings.verify_key is None else load_verify_key(settings.verify_key),

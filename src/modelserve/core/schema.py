@@ -24,7 +24,7 @@ import numpy as np
 
 from modelserve.core.batch import Batch, ColumnType, checked, checked_table
 from modelserve.core.errors import InvalidInputError, Problem
-from modelserve.core.manifest import Category, FeatureSpec, Manifest
+from modelserve.core.manifest import Category, FeatureSchema, FeatureSpec, Manifest
 
 _FLOAT64 = np.dtype(np.float64)
 ROW_FORMS = "must be an array of numbers or an object of feature: number"
@@ -46,16 +46,24 @@ _EXPECTED = {
 class SchemaCheck:
     """Validates batches against one model version's input schema."""
 
-    def __init__(self, manifest: Manifest, *, max_rows: int, max_problems: int = 20) -> None:
-        self.names: list[str] = manifest.input_schema.names
+    def __init__(
+        self, manifest: Manifest | FeatureSchema, *, max_rows: int, max_problems: int = 20
+    ) -> None:
+        """Checks for ``manifest``'s inputs (or a bare schema's, named "the model" in messages)."""
+        if isinstance(manifest, Manifest):
+            schema = manifest.input_schema
+            self._model = f"model {manifest.name!r} v{manifest.version}"
+        else:
+            schema = manifest
+            self._model = "the model"
+        self.names: list[str] = schema.names
         self.count = len(self.names)
         self.max_rows = max_rows
         self.max_problems = max_problems
         self._positions = {name: index for index, name in enumerate(self.names)}
-        self._model = f"model {manifest.name!r} v{manifest.version}"
-        self.specs: list[FeatureSpec] = manifest.input_schema.features
+        self.specs: list[FeatureSpec] = schema.features
         self.types = [ColumnType(spec.dtype) for spec in self.specs]
-        self.plain = manifest.input_schema.plain
+        self.plain = schema.plain
         """Every feature a number that may not be missing: the first design's float matrix."""
         self.tabular = ColumnType.STRING in self.types
         """A checked batch is a table (a feature holds strings), not a matrix."""
@@ -77,7 +85,7 @@ class SchemaCheck:
             records = self._records if self.plain else self._typed_records
             return records(batch.records or [], batch)
         matrix = batch.matrix
-        if not self.plain:
+        if not self.plain or matrix.dtype.kind not in "fiu":  # booleans, strings: no coercion
             return self._typed_matrix(matrix, batch.return_probabilities)
         if (
             batch.finite
@@ -316,7 +324,10 @@ class SchemaCheck:
             if not spec.nullable:
                 found.extend((int(r), index, self._missing(int(r), index)) for r in _rows(missing))
             infinite = np.isinf(floats)
-            found.extend((int(r), index, self._not_finite(int(r), index)) for r in _rows(infinite))
+            found.extend(
+                (int(r), index, self._not_finite(int(r), self.names[index]))
+                for r in _rows(infinite)
+            )
             present = ~(missing | infinite)
         else:
             present = np.ones(len(floats), dtype=bool)
@@ -393,9 +404,9 @@ class SchemaCheck:
         else:
             try:
                 if not math.isfinite(value):
-                    return self._not_finite(row, index)
+                    return self._not_finite(row, self.names[index])
             except OverflowError:  # an integer past every double
-                return self._not_finite(row, index)
+                return self._not_finite(row, self.names[index])
             ok = kind is ColumnType.FLOAT or (
                 float(value).is_integer() and abs(value) <= EXACT_INTEGER
             )
@@ -464,14 +475,18 @@ def summarize(problems: list[Problem], total: int) -> InvalidInputError:
 
 
 def describe(value: Any) -> str:
-    """A value's kind, for a message (a string shown, cut short)."""
+    """A value's kind, for a message (a string or a number shown, cut short)."""
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if value is None:
         return "null"
-    if isinstance(value, str):
-        text = value if len(value) <= 20 else value[:20] + "…"
-        return f"string {text!r}"
+    if isinstance(value, str | int | float):
+        kind, text = ("string", repr(value)) if isinstance(value, str) else ("number", repr(value))
+        if isinstance(value, str) and len(value) > 20:
+            text = repr(value[:20] + "…")
+        elif len(text) > 20:
+            text = text[:20] + "…"
+        return f"{kind} {text}"
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, Sequence):

@@ -13,12 +13,22 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
-"""Types that skops' own defaults do not trust but the estimators modelserve trains need.
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "numpy.dtype",
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+)
+"""Types that skops' own defaults do not trust but the models modelserve trains need.
 
 skops already trusts builtins, NumPy arrays and scikit-learn estimators; tree ensembles also
-need the Cython ``Tree`` class. The list comes from the server's configuration, never from an
-artifact.
+need the Cython ``Tree`` class, HistGradientBoosting its ``TreePredictor`` (and, for a
+classifier with categorical features, ``functools.partial`` of ``check_array``: skops checks the
+function a partial wraps as a type of its own), and ``SimpleImputer`` a ``numpy.dtype``. The list
+comes from the server's code and configuration, never from an artifact; a test trains every
+estimator the trainer offers, on numbers and on mixed-type data, and holds this list to what
+they need.
 """
 
 
@@ -71,8 +81,11 @@ class Settings(BaseSettings):
         description="Load artifacts trained with another scikit-learn version (unsupported).",
     )
     trusted_types: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
-        description="Extra fully qualified type names skops may load, beyond its own defaults.",
+        default_factory=list,
+        description=(
+            "Fully qualified type names skops may load besides its own defaults and "
+            "DEFAULT_TRUSTED_TYPES (which this list extends, never replaces)."
+        ),
     )
     request_timeout: float = Field(
         default=30.0,
@@ -184,6 +197,12 @@ class Settings(BaseSettings):
             "already does, such as Ray Serve's (set so by --engine ray)."
         ),
     )
+
+    @property
+    def allowlist(self) -> tuple[str, ...]:
+        """Every type skops may load beyond its own: the defaults, then ``trusted_types``."""
+        extra = [name for name in self.trusted_types if name not in DEFAULT_TRUSTED_TYPES]
+        return (*DEFAULT_TRUSTED_TYPES, *extra)
 
     @field_validator("trusted_types")
     @classmethod

@@ -407,11 +407,7 @@ class ModelStore:
             linear = self._linear_form(manifest)
             if linear is not None:
                 return LoadedArtifact(manifest=manifest, estimator=None, linear=linear)
-        estimator = (
-            self._load_skops(label, payload, policy)
-            if manifest.format == "skops"
-            else self._load_pickle(label, payload)
-        )
+        estimator = deserialize(label, payload, manifest.format, policy)
         _check_estimator(label, estimator, manifest)
         return LoadedArtifact(manifest=manifest, estimator=estimator)
 
@@ -431,33 +427,6 @@ class ModelStore:
             )
             return None
         return linear
-
-    @staticmethod
-    def _load_skops(label: str, payload: bytes, policy: LoadPolicy) -> Any:
-        import skops.io as sio  # noqa: PLC0415 - ~1 s to import; only when a model needs it
-
-        try:
-            untrusted = sio.get_untrusted_types(data=payload)
-        except Exception as exc:  # skops raises zipfile/JSON/key errors on malformed files
-            raise DeserializationError(f"{label}: not a readable skops file: {exc}") from exc
-        refused = sorted(set(untrusted) - set(policy.trusted_types))
-        if refused:
-            raise UntrustedTypeError(
-                f"{label} contains types outside the server's allowlist: {', '.join(refused)} "
-                "(add them to MODELSERVE_TRUSTED_TYPES only if you trust them)",
-                types=refused,
-            )
-        try:
-            return sio.loads(payload, trusted=list(policy.trusted_types))
-        except Exception as exc:
-            raise DeserializationError(f"{label}: skops could not load the model: {exc}") from exc
-
-    @staticmethod
-    def _load_pickle(label: str, payload: bytes) -> Any:
-        try:
-            return pickle.loads(payload)
-        except Exception as exc:
-            raise DeserializationError(f"{label}: pickle could not load the model: {exc}") from exc
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -566,6 +535,42 @@ def _reason(exc: OSError) -> str:
     if isinstance(exc, RefusedFileError):
         return f"{exc.filename} {exc.strerror}"
     return str(exc.strerror or exc)
+
+
+def deserialize(label: str, payload: bytes, fmt: ArtifactFormat, policy: LoadPolicy) -> Any:
+    """The estimator in ``payload``, loaded as the server loads it: skops with ``policy``'s
+    allowlist (UntrustedTypeError naming any other type), or pickle (the caller checked that
+    pickle is allowed). ``label`` names the model in errors."""
+    if fmt == "skops":
+        return _load_skops(label, payload, policy)
+    return _load_pickle(label, payload)
+
+
+def _load_skops(label: str, payload: bytes, policy: LoadPolicy) -> Any:
+    import skops.io as sio  # noqa: PLC0415 - ~1 s to import; only when a model needs it
+
+    try:
+        untrusted = sio.get_untrusted_types(data=payload)
+    except Exception as exc:  # skops raises zipfile/JSON/key errors on malformed files
+        raise DeserializationError(f"{label}: not a readable skops file: {exc}") from exc
+    refused = sorted(set(untrusted) - set(policy.trusted_types))
+    if refused:
+        raise UntrustedTypeError(
+            f"{label} contains types outside the server's allowlist: {', '.join(refused)} "
+            "(add them to MODELSERVE_TRUSTED_TYPES only if you trust them)",
+            types=refused,
+        )
+    try:
+        return sio.loads(payload, trusted=list(policy.trusted_types))
+    except Exception as exc:
+        raise DeserializationError(f"{label}: skops could not load the model: {exc}") from exc
+
+
+def _load_pickle(label: str, payload: bytes) -> Any:
+    try:
+        return pickle.loads(payload)
+    except Exception as exc:
+        raise DeserializationError(f"{label}: pickle could not load the model: {exc}") from exc
 
 
 def _check_estimator(label: str, estimator: Any, manifest: Manifest) -> None:

@@ -99,8 +99,14 @@ def score_file(
         with _open_output(temporary, stdout) as sink:
             writer: pacsv.CSVWriter | None = None
             done = 0
-            for chunk in table.read_chunks(source, kind, features, chunk_rows):
-                decoded = table.decode(chunk, features, done, probabilities=probabilities)
+            plain = predictor.schema.plain
+            types = None if plain else [f.dtype for f in predictor.manifest.input_schema.features]
+            for chunk in table.read_chunks(source, kind, features, chunk_rows, types):
+                decoded = (
+                    table.decode(chunk, features, done, probabilities=probabilities)
+                    if plain
+                    else table.decode_columns(chunk, features, probabilities=probabilities)
+                )
                 batch = _check(predictor, decoded, done)
                 prediction = _predict(predictor, batch, done)
                 out = table.encode(prediction)
@@ -132,6 +138,12 @@ def _check(predictor: Predictor, batch: Batch, done: int) -> Batch:
         if len(loc) == 3 and isinstance(loc[1], int) and isinstance(loc[2], int):
             row, feature = loc[1], predictor.feature_names[loc[2]]
             raise table.row_error(done + row + 1, feature, "is Infinity (not allowed)") from exc
+        if len(loc) == 3 and isinstance(loc[1], int) and isinstance(loc[2], str):
+            # "row 3, feature 'sex': expected ..." -> the row's number in the file
+            what = exc.problems[0].msg.split(": ", 1)[-1]
+            if exc.problems[0].type == "missing-value":
+                what = "is empty, and the model cannot take a missing value there"
+            raise table.row_error(done + loc[1] + 1, loc[2], what) from exc
         raise
 
 

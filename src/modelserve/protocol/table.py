@@ -9,7 +9,7 @@ the output CSV. Problems are named by their row in the file (1 = the first data 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +37,47 @@ def columns(source: Path, kind: str) -> list[str]:
     return [name.strip() for name in header]
 
 
+_ARROW_TYPES = {"float64": pa.float64(), "int64": pa.float64(), "bool": pa.bool_()}
+
+
 def read_chunks(
-    source: Path, kind: str, features: list[str], chunk_rows: int
+    source: Path,
+    kind: str,
+    features: list[str],
+    chunk_rows: int,
+    types: Sequence[str] | None = None,
 ) -> Iterator[pa.Table]:
-    """Tables of at most ``chunk_rows`` rows holding the feature columns as float64."""
+    """Tables of at most ``chunk_rows`` rows holding the feature columns: as float64, or, given
+    the features' ``types`` (the manifest's dtypes), each as its type (text as strings, an
+    empty cell as null, whole numbers as float64 for the schema check to judge)."""
     if kind == "parquet":
         parquet = pq.ParquetFile(source)
         for columns in parquet.iter_batches(batch_size=chunk_rows, columns=features):
-            yield _as_float(pa.Table.from_batches([columns]), features, source)
+            chunk = pa.Table.from_batches([columns])
+            yield chunk if types is not None else _as_float(chunk, features, source)
         return
+    column_types = (
+        dict.fromkeys(features, pa.float64())
+        if types is None
+        else {
+            name: _ARROW_TYPES.get(kind, pa.string())
+            for name, kind in zip(features, types, strict=True)
+        }
+    )
     try:  # opening reads and converts the first block already
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(block_size=1 << 22),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(features, pa.float64()), include_columns=features
+                column_types=column_types,
+                include_columns=features,
+                strings_can_be_null=True,
+                true_values=["true", "True", "TRUE"],
+                false_values=["false", "False", "FALSE"],
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise _locate_csv_problem(source, features, exc) from exc
+        raise _locate_csv_problem(source, features, exc, types) from exc
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     while True:
@@ -64,7 +86,7 @@ def read_chunks(
         except StopIteration:
             break
         except pa.ArrowInvalid as exc:
-            raise _locate_csv_problem(source, features, exc) from exc
+            raise _locate_csv_problem(source, features, exc, types) from exc
         pending.append(record_batch)
         pending_rows += record_batch.num_rows
         while pending_rows >= chunk_rows:
@@ -87,7 +109,9 @@ def _as_float(table: pa.Table, features: list[str], source: Path) -> pa.Table:
     return table.cast(pa.schema([pa.field(name, pa.float64()) for name in features]))
 
 
-def _locate_csv_problem(source: Path, features: list[str], exc: Exception) -> InvalidInputError:
+def _locate_csv_problem(
+    source: Path, features: list[str], exc: Exception, types: Sequence[str] | None = None
+) -> InvalidInputError:
     """pyarrow names the column but not the row: find the first bad row with the csv module."""
     with source.open(newline="", encoding="utf-8", errors="replace") as stream:
         rows = csv.reader(stream)
@@ -105,8 +129,13 @@ def _locate_csv_problem(source: Path, features: list[str], exc: Exception) -> In
                 try:
                     float(cell)
                 except ValueError:
-                    if cell:  # empty cells are reported as missing once converted
-                        return row_error(number, name, f"{cell[:40]!r} is not a number")
+                    if cell and (types is None or types[features.index(name)] != "string"):
+                        what = (
+                            "a boolean"
+                            if types and types[features.index(name)] == "bool"
+                            else "a number"
+                        )
+                        return row_error(number, name, f"{cell[:40]!r} is not {what}")
     return InvalidInputError(f"{source}: {exc}")
 
 
@@ -121,6 +150,18 @@ def decode(
             raise row_error(done + first + 1, name, "is empty (or NaN)")
     matrix = np.column_stack([table.column(i).to_numpy() for i in range(len(features))])
     return Batch.of_matrix(matrix, return_probabilities=probabilities)
+
+
+def decode_columns(table: pa.Table, features: list[str], *, probabilities: bool = False) -> Batch:
+    """One chunk as a batch of named columns, nulls as None (or NaN in numbers), for a model
+    whose features are not all plain numbers (the schema check judges every value)."""
+    return Batch.of_columns(
+        [
+            (name, table.column(index).to_numpy(zero_copy_only=False))
+            for index, name in enumerate(features)
+        ],
+        return_probabilities=probabilities,
+    )
 
 
 def row_error(row: int, feature: str | None, what: str) -> InvalidInputError:

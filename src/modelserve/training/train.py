@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelserve.core.errors import DatasetError, TrainingError, UnknownEstimatorError
+from modelserve.core.errors import (
+    DatasetError,
+    ModelServeError,
+    TrainingError,
+    UnknownEstimatorError,
+    UntrustedTypeError,
+)
 from modelserve.core.manifest import (
     ArtifactFormat,
     EstimatorInfo,
@@ -32,8 +38,25 @@ from modelserve.core.manifest import (
     TrainingData,
 )
 from modelserve.core.predictor import linear_attachment
-from modelserve.core.store import ManifestDraft, ModelStore, serialize, validate_model_name
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
+from modelserve.core.store import (
+    LoadPolicy,
+    ManifestDraft,
+    ModelStore,
+    deserialize,
+    serialize,
+    validate_model_name,
+)
 from modelserve.training.report import build_report
+from modelserve.training.tabular import (
+    Column,
+    build_estimator,
+    describe_steps,
+    input_schema,
+    is_matrix,
+    read_csv,
+    table,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -98,7 +121,19 @@ ESTIMATORS: dict[str, EstimatorKind] = {
         lambda seed: _sklearn("ensemble", "GradientBoostingClassifier")(random_state=seed),
         "GradientBoostingClassifier",
     ),
+    "hist-gradient-boosting": EstimatorKind(
+        "regression",
+        lambda seed: _sklearn("ensemble", "HistGradientBoostingRegressor")(random_state=seed),
+        "HistGradientBoostingRegressor",
+    ),
+    "hist-gradient-boosting-classifier": EstimatorKind(
+        "classification",
+        lambda seed: _sklearn("ensemble", "HistGradientBoostingClassifier")(random_state=seed),
+        "HistGradientBoostingClassifier",
+    ),
 }
+LINEAR_ESTIMATORS = frozenset({"linear", "ridge", "lasso", "logistic-regression"})
+"""Estimators whose numeric columns are scaled when they stand behind a pipeline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +150,26 @@ class TrainConfig:
     csv: Path | None = None
     target: str | None = None
     format: ArtifactFormat = "skops"
+    categorical: tuple[str, ...] = ()
+    """CSV columns of whole numbers to treat as categories (text columns always are)."""
+    drop: tuple[str, ...] = ()
+    """CSV columns to leave out of the features."""
 
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
-    """Features, target and where they came from."""
+    """Features (typed columns and their values), target, and where they came from."""
 
-    X: np.ndarray
+    columns: list[Column]
+    values: list[list[Any]]
     y: np.ndarray
-    feature_names: list[str]
     source: str
     sha256: str | None = None
     target: str | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [column.name for column in self.columns]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +213,24 @@ def synthetic_dataset(task: Task, samples: int, features: int, noise: float, see
             f"make_classification(n_samples={samples}, n_features={features}, "
             f"n_informative={informative}, n_redundant=0"
         )
+    matrix = np.asarray(X, dtype=np.float64)
     return Dataset(
-        X=np.asarray(X, dtype=np.float64),
+        columns=[Column(name, "float64") for name in names],
+        values=[matrix[:, i].tolist() for i in range(features)],
         y=np.asarray(y),
-        feature_names=names,
         source=f"sklearn.datasets.{call}, random_state={seed})",
     )
 
 
-def load_csv(path: Path, target: str, task: Task) -> Dataset:
-    """Read a CSV with a header row; every column but ``target`` is a numeric feature."""
+def load_csv(
+    path: Path,
+    target: str,
+    task: Task,
+    *,
+    categorical: tuple[str, ...] = (),
+    drop: tuple[str, ...] = (),
+) -> Dataset:
+    """Read a CSV with a header row: ``target`` and typed feature columns (see tabular)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
@@ -199,6 +250,8 @@ def load_csv(path: Path, target: str, task: Task) -> Dataset:
         raise DatasetError(
             f"{path} has no target column {target!r}; its columns are: {', '.join(header)}"
         )
+    if target in (*categorical, *drop):
+        raise DatasetError(f"{target!r} is the target; it cannot be --categorical or --drop")
     if not body:
         raise DatasetError(f"{path} has a header but no data rows")
     if len(set(header)) != len(header) or any(not cell for cell in header):
@@ -206,28 +259,29 @@ def load_csv(path: Path, target: str, task: Task) -> Dataset:
     if len(header) < 2:
         raise DatasetError(f"{path} has only the target column; at least one feature is needed")
     target_index = header.index(target)
-    features = [name for name in header if name != target]
-    X = np.empty((len(body), len(features)), dtype=np.float64)
     labels: list[str] = []
+    features: list[list[str]] = []
     for i, row in enumerate(body):
-        line = i + 2
         if len(row) != len(header):
             raise DatasetError(
                 f"{path} data row {i + 1}: {len(row)} fields, the header has {len(header)}"
             )
-        labels.append(row[target_index].strip())
-        values = [cell for index, cell in enumerate(row) if index != target_index]
-        for column, (name, cell) in enumerate(zip(features, values, strict=True)):
-            X[i, column] = _number(path, line, name, cell)
+        label = row[target_index].strip()
+        if not label:
+            raise DatasetError(f"{path} data row {i + 1}, column {target!r}: the target is empty")
+        labels.append(label)
+        features.append([cell for index, cell in enumerate(row) if index != target_index])
+    names = [name for name in header if name != target]
+    columns, values = read_csv(features, names, str(path), categorical=categorical, drop=drop)
     y = (
         np.array([_number(path, i + 2, target, cell) for i, cell in enumerate(labels)])
         if task == "regression"
         else _labels(labels)
     )
     return Dataset(
-        X=X,
+        columns=columns,
+        values=values,
         y=y,
-        feature_names=features,
         source=str(path.resolve()),
         sha256=hashlib.sha256(raw).hexdigest(),
         target=target,
@@ -257,9 +311,17 @@ def _labels(cells: list[str]) -> np.ndarray:
 
 
 def train(
-    config: TrainConfig, store: ModelStore, signing_key: Ed25519PrivateKey | None = None
+    config: TrainConfig,
+    store: ModelStore,
+    signing_key: Ed25519PrivateKey | None = None,
+    trusted: tuple[str, ...] = DEFAULT_TRUSTED_TYPES,
 ) -> TrainResult:
-    """Fit the configured estimator, score it on held-out data, and publish a new version."""
+    """Fit the configured estimator, score it on held-out data, and publish a new version.
+
+    Nothing a server would refuse is published: the serialized model is read back with the
+    server's allowlist (``trusted``: the defaults plus ``MODELSERVE_TRUSTED_TYPES``) and must
+    predict the held-out rows as the fitted estimator does.
+    """
     validate_model_name(config.name)
     kind = estimator_kind(config.estimator)
     if not 0.0 < config.test_size < 1.0:
@@ -267,21 +329,44 @@ def train(
     if config.csv is not None:
         if not config.target:
             raise DatasetError("--csv needs --target: the name of the column to predict")
-        data = load_csv(config.csv, config.target, kind.task)
+        data = load_csv(
+            config.csv,
+            config.target,
+            kind.task,
+            categorical=config.categorical,
+            drop=config.drop,
+        )
     else:
+        if config.categorical or config.drop:
+            raise DatasetError("--categorical and --drop name columns of a --csv file")
         data = synthetic_dataset(
             kind.task, config.samples, config.features, config.noise, config.seed
         )
+    estimator = kind.build(config.seed)
+    native_missing = bool(estimator.__sklearn_tags__().input_tags.allow_nan)
+    matrix = is_matrix(data.columns, native_missing)
+    columns = (
+        [Column(c.name, "float64", missing=c.missing) for c in data.columns]
+        if matrix
+        else data.columns
+    )
+    if not matrix:
+        estimator = build_estimator(
+            estimator,
+            columns,
+            linear=config.estimator in LINEAR_ESTIMATORS,
+            native_missing=native_missing,
+        )
+    X = table(columns, data.values, matrix)
     stratify = data.y if kind.task == "classification" and _can_stratify(data.y) else None
     try:
         X_train, X_test, y_train, y_test = _sklearn("model_selection", "train_test_split")(
-            data.X, data.y, test_size=config.test_size, random_state=config.seed, stratify=stratify
+            X, data.y, test_size=config.test_size, random_state=config.seed, stratify=stratify
         )
     except ValueError as exc:
         raise DatasetError(f"cannot split {len(data.y)} rows into train and test: {exc}") from exc
     if kind.task == "classification" and len(np.unique(y_train)) < 2:
         raise DatasetError("classification needs at least two classes in the training data")
-    estimator = kind.build(config.seed)
     logger.info("fitting %s on %d rows", kind.description, len(y_train))
     try:
         estimator.fit(X_train, y_train)
@@ -289,14 +374,23 @@ def train(
         raise TrainingError(f"{kind.description} could not be fitted: {exc}") from exc
     predictions = np.asarray(estimator.predict(X_test))
     classes = np.asarray(estimator.classes_).tolist() if kind.task == "classification" else None
+    schema = input_schema(
+        estimator,
+        X_train,
+        columns,
+        kind.task,
+        form="matrix" if matrix else "frame",
+        nullable={c.name for c in columns if c.missing},
+    )
     draft = ManifestDraft(
         runtime=RuntimeVersions.current(),
         estimator=EstimatorInfo(
             class_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            params=_json_safe(estimator.get_params()),
+            params=_json_safe(estimator.get_params(deep=False)),
+            steps=describe_steps(estimator),
         ),
         task=kind.task,
-        input_schema=_feature_schema(data.feature_names, X_train),
+        input_schema=schema,
         output=OutputSpec(dtype=str(predictions.dtype), classes=classes),
         metrics=_metrics(kind.task, y_test, predictions),
         training_data=TrainingData(
@@ -319,29 +413,53 @@ def train(
     )
     attachments = {**report, **linear_attachment(estimator, kind.task, draft.input_schema)}
     payload = serialize(estimator, config.format)
+    check_servable(config.name, estimator, payload, config.format, trusted, X_test)
     manifest = store.publish(config.name, payload, config.format, draft, signing_key, attachments)
     return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
+
+
+TRIAL_ROWS = 64
+"""Rows of held-out (or sample) data a model read back from its file must predict as fitted."""
+
+
+def check_servable(
+    name: str,
+    estimator: Any,
+    payload: bytes,
+    fmt: ArtifactFormat,
+    trusted: tuple[str, ...],
+    X: Any,
+) -> None:
+    """Raise TrainingError unless ``payload`` loads as a server loads it and predicts ``X``'s
+    first rows exactly as ``estimator`` does."""
+    label = f"{name} (not published)"
+    try:
+        loaded = deserialize(label, payload, fmt, LoadPolicy(trusted_types=trusted))
+    except UntrustedTypeError as exc:
+        raise TrainingError(
+            f"a server would refuse this model: {exc.message}. If you trust these types, add "
+            "them to MODELSERVE_TRUSTED_TYPES (a JSON list) here and on every server; or "
+            "publish with --format pickle, which servers load only with "
+            "MODELSERVE_ALLOW_PICKLE=true"
+        ) from exc
+    except ModelServeError as exc:
+        raise TrainingError(f"a server could not load this model: {exc.message}") from exc
+    rows = X.iloc[:TRIAL_ROWS] if hasattr(X, "iloc") else X[:TRIAL_ROWS]
+    try:
+        expected = np.asarray(estimator.predict(rows))
+        answered = np.asarray(loaded.predict(rows))
+    except Exception as exc:
+        raise TrainingError(f"the model read back from its file cannot predict: {exc}") from exc
+    if expected.shape != answered.shape or not np.array_equal(expected, answered):
+        raise TrainingError(
+            "the model read back from its file predicts differently from the fitted one; "
+            "it is not published"
+        )
 
 
 def _can_stratify(y: np.ndarray) -> bool:
     _, counts = np.unique(y, return_counts=True)
     return bool(counts.min() >= 2)
-
-
-def _feature_schema(names: list[str], X: np.ndarray) -> FeatureSchema:
-    return FeatureSchema(
-        count=len(names),
-        features=[
-            FeatureSpec(
-                name=name,
-                min=float(X[:, i].min()),
-                max=float(X[:, i].max()),
-                mean=float(X[:, i].mean()),
-                std=float(X[:, i].std()),
-            )
-            for i, name in enumerate(names)
-        ],
-    )
 
 
 def _metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

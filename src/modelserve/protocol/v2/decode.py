@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -367,14 +368,15 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
         )
     count = math.prod(tensor_input.shape)
     if raw is not None:
-        if len(raw) != count * dtype.itemsize:
-            raise _bad(
-                f"input {name!r}: shape {tensor_input.shape} of {tensor_input.datatype} needs "
-                f"{count * dtype.itemsize} bytes, binary_data_size is {len(raw)}",
-                "shape-mismatch",
-                (*loc, "shape"),
-            )
-        return np.frombuffer(raw, dtype=dtype).reshape(tensor_input.shape)
+        return _binary(tensor_input, raw, dtype, count, loc).reshape(tensor_input.shape)
+    return _json_tensor(tensor_input, dtype, count, loc).reshape(tensor_input.shape)
+
+
+def _json_tensor(
+    tensor_input: RequestInput, dtype: np.dtype[Any], count: int, loc: Loc
+) -> np.ndarray:
+    """A tensor's JSON ``data`` as a flat array of ``dtype`` (objects where it holds null)."""
+    name = tensor_input.name
     if tensor_input.data is None:
         raise _bad(f"input {name!r} has no data", "missing-data", (*loc, "data"))
     try:
@@ -393,14 +395,6 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
             "invalid-data",
             (*loc, "data"),
         )
-    if not kinds <= _NUMBER_TYPES:  # exact types: a boolean is no number here
-        raise _bad(f"input {name!r}: data must hold only numbers", "not-a-number", (*loc, "data"))
-    if dtype.kind == "i" and float in kinds:
-        raise _bad(
-            f"input {name!r} is {tensor_input.datatype} but its data holds non-integers",
-            "not-an-integer",
-            (*loc, "data"),
-        )
     if len(values) != count:
         raise _bad(
             f"input {name!r}: shape {tensor_input.shape} needs {count} values, data has "
@@ -408,7 +402,104 @@ def _tensor(tensor_input: RequestInput, raw: bytes | None, loc: Loc) -> np.ndarr
             "shape-mismatch",
             (*loc, "shape"),
         )
-    return _exact(values, dtype, tensor_input, loc).reshape(tensor_input.shape)
+    # null says "missing" (the schema check decides where that is allowed)
+    present_kinds = kinds - {type(None)}
+    if dtype.kind == "O":
+        if not present_kinds <= {str}:
+            raise _bad(
+                f"input {name!r} is BYTES but its data holds other values than strings",
+                "not-a-string",
+                (*loc, "data"),
+            )
+        column = np.empty(count, dtype=object)
+        column[:] = values
+        return column
+    if dtype.kind == "b":
+        if not present_kinds <= {bool}:
+            raise _bad(
+                f"input {name!r} is BOOL but its data holds other values than true and false",
+                "not-a-boolean",
+                (*loc, "data"),
+            )
+        return np.array(values, dtype=object if None in values else bool)
+    if not present_kinds <= _NUMBER_TYPES:  # exact types: a boolean is no number here
+        raise _bad(f"input {name!r}: data must hold only numbers", "not-a-number", (*loc, "data"))
+    if dtype.kind in "iu" and float in present_kinds:
+        raise _bad(
+            f"input {name!r} is {tensor_input.datatype} but its data holds non-integers",
+            "not-an-integer",
+            (*loc, "data"),
+        )
+    if len(present_kinds) < len(kinds):  # some nulls: the numbers checked, kept as objects
+        _exact([v for v in values if v is not None], dtype, tensor_input, loc)
+        column = np.empty(count, dtype=object)
+        column[:] = values
+        return column
+    return _exact(values, dtype, tensor_input, loc)
+
+
+def _binary(
+    tensor_input: RequestInput, raw: bytes, dtype: np.dtype[Any], count: int, loc: Loc
+) -> np.ndarray:
+    """A tensor sent in binary: fixed-size little-endian values, or BYTES elements (each a
+    4-byte little-endian length, then that many bytes of UTF-8 text)."""
+    name = tensor_input.name
+    if dtype.kind == "O":
+        return _binary_strings(tensor_input, raw, count, loc)
+    if len(raw) != count * dtype.itemsize:
+        raise _bad(
+            f"input {name!r}: shape {tensor_input.shape} of {tensor_input.datatype} needs "
+            f"{count * dtype.itemsize} bytes, binary_data_size is {len(raw)}",
+            "shape-mismatch",
+            (*loc, "shape"),
+        )
+    if dtype.kind == "b":
+        octets = np.frombuffer(raw, dtype=np.uint8)
+        if (octets > 1).any():
+            raise _bad(
+                f"input {name!r} is BOOL but byte {int(np.argmax(octets > 1))} is neither 0 nor 1",
+                "not-a-boolean",
+                (*loc, "data"),
+            )
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _binary_strings(tensor_input: RequestInput, raw: bytes, count: int, loc: Loc) -> np.ndarray:
+    name = tensor_input.name
+    column = np.empty(count, dtype=object)
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(raw):
+            raise _bad(
+                f"input {name!r}: BYTES data ends after {index} of {count} elements",
+                "shape-mismatch",
+                (*loc, "shape"),
+            )
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise _bad(
+                f"input {name!r}: BYTES element {index} claims {size} bytes but "
+                f"{len(raw) - offset} are left",
+                "shape-mismatch",
+                (*loc, "shape"),
+            )
+        try:
+            column[index] = raw[offset : offset + size].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad(
+                f"input {name!r}: BYTES element {index} is not UTF-8 text",
+                "not-a-string",
+                (*loc, "data"),
+            ) from None
+        offset += size
+    if offset != len(raw):
+        raise _bad(
+            f"input {name!r}: {len(raw) - offset} bytes of BYTES data follow its {count} elements",
+            "shape-mismatch",
+            (*loc, "shape"),
+        )
+    return column
 
 
 def _exact(
@@ -421,20 +512,28 @@ def _exact(
     bounds of a narrower ``dtype`` are checked before it is cast. Infinity and NaN pass here:
     the predictor refuses them by row and feature.
     """
-    wide = np.int64 if dtype.kind == "i" else np.float64
+    wide: type[np.generic] = (
+        np.int64 if dtype.kind == "i" else np.uint64 if dtype.kind == "u" else np.float64
+    )
     try:
         array = np.array(values, dtype=wide)
     except OverflowError:
-        bound = 2**63 if wide is np.int64 else _FP64_MAX
-        index = next(i for i, v in enumerate(values) if type(v) is int and not -bound <= v < bound)
+        low, high = (
+            (-(2**63), 2**63)
+            if dtype.kind == "i"
+            else (0, 2**64)
+            if dtype.kind == "u"
+            else (-_FP64_MAX, _FP64_MAX)
+        )
+        index = next(i for i, v in enumerate(values) if type(v) is int and not low <= v < high)
         raise _out_of_range(tensor_input, index, values[index], loc) from None
     if dtype.itemsize < array.dtype.itemsize and array.size:
-        if dtype.kind == "i":
+        if dtype.kind in "iu":
             limits = np.iinfo(dtype)
             outside = (array < limits.min) | (array > limits.max)
         else:
             magnitude = np.abs(array)
-            outside = (magnitude > _FP32_MAX) & np.isfinite(magnitude)
+            outside = (magnitude > float(np.finfo(dtype).max)) & np.isfinite(magnitude)
         if outside.any():
             index = int(np.argmax(outside))
             raise _out_of_range(tensor_input, index, values[index], loc)

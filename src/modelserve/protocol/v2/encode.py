@@ -13,6 +13,7 @@ from modelserve.core.batch import Prediction
 from modelserve.core.manifest import Manifest
 from modelserve.protocol.v2.types import (
     BATCH_INPUT,
+    FEATURE_DATATYPES,
     PLATFORM,
     PREDICT,
     PREDICT_PROBA,
@@ -86,7 +87,20 @@ def encode(
 
 
 def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelMetadata:
-    """V2 metadata from the manifest: the batch dimension is -1."""
+    """V2 metadata from the manifest: the batch dimension is -1.
+
+    A model of plain float features lists its one batch tensor ``[-1, features]``; any other
+    model one input per feature, of the feature's datatype (BYTES for text), shape ``[-1]``.
+    """
+    schema = manifest.input_schema
+    inputs = (
+        [MetadataTensor(name=BATCH_INPUT, datatype="FP64", shape=[-1, schema.count])]
+        if schema.plain
+        else [
+            MetadataTensor(name=f.name, datatype=FEATURE_DATATYPES[f.dtype], shape=[-1])
+            for f in schema.features
+        ]
+    )
     outputs = [MetadataTensor(name=PREDICT, datatype=_output_datatype(manifest), shape=[-1])]
     if manifest.task == "classification":
         classes = len(manifest.output.classes or [])
@@ -95,11 +109,7 @@ def model_metadata(name: str, versions: list[int], manifest: Manifest) -> ModelM
         name=name,
         versions=[str(version) for version in versions],
         platform=PLATFORM,
-        inputs=[
-            MetadataTensor(
-                name=BATCH_INPUT, datatype="FP64", shape=[-1, manifest.input_schema.count]
-            )
-        ],
+        inputs=inputs,
         outputs=outputs,
     )
 

@@ -14,9 +14,21 @@ from modelserve.protocol.wire import WireModel
 INPUT_DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
     "FP32": np.dtype("<f4"),
+    "FP16": np.dtype("<f2"),
     "INT64": np.dtype("<i8"),
     "INT32": np.dtype("<i4"),
+    "INT16": np.dtype("<i2"),
+    "INT8": np.dtype("<i1"),
+    "UINT64": np.dtype("<u8"),
+    "UINT32": np.dtype("<u4"),
+    "UINT16": np.dtype("<u2"),
+    "UINT8": np.dtype("<u1"),
+    "BOOL": np.dtype("?"),
+    "BYTES": np.dtype(object),
 }
+"""Every input datatype of the protocol, as the array a decoder makes of it (BYTES: ``str``)."""
+FEATURE_DATATYPES = {"float64": "FP64", "int64": "INT64", "bool": "BOOL", "string": "BYTES"}
+"""The datatype model metadata gives an input of each feature type."""
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 BATCH_INPUT = "input"

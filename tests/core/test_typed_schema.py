@@ -1,0 +1,224 @@
+"""The schema check over typed features: integers, booleans, strings, categories, missing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from modelserve.core.batch import Batch, ColumnType
+from modelserve.core.errors import InvalidInputError
+from modelserve.core.manifest import FeatureSchema, FeatureSpec
+from modelserve.core.schema import SchemaCheck
+
+SCHEMA = FeatureSchema(
+    count=5,
+    form="frame",
+    features=[
+        FeatureSpec(name="n", dtype="float64"),
+        FeatureSpec(name="k", dtype="int64", nullable=True),
+        FeatureSpec(name="flag", dtype="bool"),
+        FeatureSpec(
+            name="color",
+            dtype="string",
+            categories=["red", "green", "blue"],
+            category_counts=[5, 30, 10],
+        ),
+        FeatureSpec(name="note", dtype="string", nullable=True),
+    ],
+)
+ROW = [1.5, 3, True, "green", "hello"]
+
+
+@pytest.fixture
+def check() -> SchemaCheck:
+    return SchemaCheck(SCHEMA, max_rows=5, max_problems=5)
+
+
+def _refused(check: SchemaCheck, batch: Batch) -> InvalidInputError:
+    with pytest.raises(InvalidInputError) as info:
+        check.check(batch)
+    return info.value
+
+
+def test_rows_with_strings_become_a_typed_table(check: SchemaCheck) -> None:
+    batch = check.check(
+        Batch.of_records([ROW, {"n": 2, "k": None, "flag": False, "color": "red", "note": None}])
+    )
+    assert batch.checked
+    assert batch.table is not None
+    assert batch.matrix is None
+    n, k, flag, color, note = batch.table
+    np.testing.assert_array_equal(n, [1.5, 2.0], strict=True)
+    assert k[0] == 3.0
+    assert math.isnan(k[1])
+    np.testing.assert_array_equal(flag, [1.0, 0.0])
+    assert color.dtype == object
+    assert color.tolist() == ["green", "red"]
+    assert note[0] == "hello"
+    assert math.isnan(note[1])  # a missing value is NaN, as pandas reads an empty CSV cell
+    types = [
+        c.type for c in batch.columns(SCHEMA.names, [ColumnType(f.dtype) for f in SCHEMA.features])
+    ]
+    assert types == [
+        ColumnType.FLOAT,
+        ColumnType.INTEGER,
+        ColumnType.BOOLEAN,
+        ColumnType.STRING,
+        ColumnType.STRING,
+    ]
+
+
+def test_a_whole_float_is_an_integer_and_an_integer_is_a_float(check: SchemaCheck) -> None:
+    batch = check.check(Batch.of_records([[2, 4.0, False, "blue", "x"]]))
+    assert batch.table is not None
+    assert batch.table[0][0] == 2.0
+    assert batch.table[1][0] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "code", "message"),
+    [
+        (0, "1.5", "not-a-number", "row 0, feature 'n': expected a number, got string '1.5'"),
+        (0, True, "not-a-number", "expected a number, got boolean true"),
+        (
+            0,
+            None,
+            "missing-value",
+            "row 0, feature 'n': the value is missing (null), and the "
+            "model cannot take a missing value there",
+        ),
+        (0, math.nan, "not-finite", "row 0, feature 'n': NaN and Infinity are not allowed"),
+        (1, "3", "not-an-integer", "row 0, feature 'k': expected a whole number, got string '3'"),
+        (1, 3.5, "not-an-integer", "expected a whole number, got number 3.5"),
+        (
+            1,
+            2**60,
+            "not-an-integer",
+            "expected a whole number within ±2**53, got number 1152921504606846976",
+        ),
+        (1, True, "not-an-integer", "expected a whole number, got boolean true"),
+        (2, 1, "not-a-boolean", "row 0, feature 'flag': expected a boolean, got number 1"),
+        (2, "true", "not-a-boolean", "expected a boolean, got string 'true'"),
+        (
+            3,
+            7,
+            "not-a-string",
+            "row 0, feature 'color': expected a string (feature 'color' "
+            "was text in training; send it as a JSON string), got number 7",
+        ),
+        (
+            3,
+            "purple",
+            "unknown-category",
+            "row 0, feature 'color': string 'purple' is not a "
+            "category the model knows; known: 'green', 'blue', 'red'",
+        ),
+        (3, None, "missing-value", "feature 'color': the value is missing"),
+    ],
+)
+def test_each_value_that_does_not_fit_its_type_is_refused(
+    check: SchemaCheck, position: int, value: object, code: str, message: str
+) -> None:
+    row = list(ROW)
+    row[position] = value
+    error = _refused(check, Batch.of_records([list(ROW), row]))
+    assert len(error.problems) == 1
+    problem = error.problems[0]
+    assert problem.type == code
+    assert problem.loc == ("instances", 1, SCHEMA.names[position])
+    assert message.replace("row 0", "row 1") in problem.msg
+
+
+def test_every_problem_is_listed_in_row_order(check: SchemaCheck) -> None:
+    rows = [
+        {"n": "x", "k": 1, "flag": True, "color": "mauve", "note": "a"},
+        [1.0, 2, "no", "red", 5],
+    ]
+    error = _refused(check, Batch.of_records(rows))
+    assert [(p.loc, p.type) for p in error.problems] == [
+        (("instances", 0, "n"), "not-a-number"),
+        (("instances", 0, "color"), "unknown-category"),
+        (("instances", 1, "flag"), "not-a-boolean"),
+        (("instances", 1, "note"), "not-a-string"),
+    ]
+    assert error.message.startswith("4 problems in the request")
+
+
+def test_a_long_list_of_categories_is_cut(check: SchemaCheck) -> None:
+    many = [f"c{i:02d}" for i in range(25)]
+    schema = FeatureSchema(
+        count=1, features=[FeatureSpec(name="c", dtype="string", categories=many)]
+    )
+    error = _refused(SchemaCheck(schema, max_rows=2), Batch.of_records([["zz"]]))
+    assert error.problems[0].msg.endswith(
+        "known: 'c00', 'c01', 'c02', 'c03', 'c04', 'c05', 'c06', 'c07', 'c08', 'c09', … (15 more)"
+    )
+
+
+def test_unseen_categories_pass_where_the_model_takes_them() -> None:
+    schema = FeatureSchema(
+        count=1,
+        form="frame",
+        features=[FeatureSpec(name="c", dtype="string", categories=["a"], accepts_unseen=True)],
+    )
+    batch = SchemaCheck(schema, max_rows=2).check(Batch.of_records([["zz"]]))
+    assert batch.table is not None
+    assert batch.table[0].tolist() == ["zz"]
+
+
+def test_columns_of_any_dtype_are_checked_value_by_value(check: SchemaCheck) -> None:
+    columns = [
+        ("note", np.array(["a", None], dtype=object)),
+        ("color", np.array(["red", "blue"], dtype=object)),
+        ("flag", np.array([True, False])),
+        ("k", np.array([1.0, math.nan])),  # binary data says missing with NaN
+        ("n", np.array([1, 2], dtype=np.int32)),
+    ]
+    batch = check.check(Batch.of_columns(columns))
+    assert batch.table is not None
+    assert batch.table[3].tolist() == ["red", "blue"]
+    assert math.isnan(batch.table[1][1])
+    wrong = [*columns[:1], ("color", np.array([1, 2])), *columns[2:]]
+    error = _refused(check, Batch.of_columns(wrong))
+    assert [(p.loc, p.type) for p in error.problems] == [
+        (("instances", 0, "color"), "not-a-string"),
+        (("instances", 1, "color"), "not-a-string"),
+    ]
+    missing = [*columns[:4], ("n", np.array([1.0, math.nan]))]
+    error = _refused(check, Batch.of_columns(missing))
+    assert [(p.loc, p.type) for p in error.problems] == [(("instances", 1, "n"), "missing-value")]
+
+
+def test_a_numeric_matrix_is_checked_against_each_feature_type() -> None:
+    schema = FeatureSchema(
+        count=2,
+        features=[
+            FeatureSpec(name="a", dtype="float64"),
+            FeatureSpec(
+                name="code", dtype="int64", categories=[1, 2, 3], category_counts=[1, 1, 1]
+            ),
+        ],
+    )
+    check = SchemaCheck(schema, max_rows=5)
+    batch = check.check(Batch.of_matrix(np.array([[0.5, 1.0], [1.5, 3.0]]), finite=True))
+    assert batch.matrix is not None  # only numbers: a matrix, as the estimator takes it
+    np.testing.assert_array_equal(batch.rows, [[0.5, 1.0], [1.5, 3.0]])
+    error = _refused(check, Batch.of_matrix(np.array([[0.5, 1.5], [0.5, 9.0]]), finite=True))
+    assert [(p.loc, p.type) for p in error.problems] == [
+        (("instances", 0, "code"), "not-an-integer"),
+        (("instances", 1, "code"), "unknown-category"),
+    ]
+    assert "number 9.0 is not a category the model knows; known: 1, 2, 3" in error.problems[1].msg
+
+
+def test_plain_schemas_keep_the_float_matrix_roads() -> None:
+    schema = FeatureSchema(count=1, features=[FeatureSpec(name="a")])
+    assert schema.plain
+    check = SchemaCheck(schema, max_rows=5)
+    matrix = np.array([[1.0], [2.0]])
+    batch = Batch.of_matrix(matrix, finite=True)
+    assert check.check(batch) is batch  # stamped, not copied
+    error = _refused(check, Batch.of_columns([("a", np.array(["x"], dtype=object))]))
+    assert error.problems[0].type == "not-a-number"
