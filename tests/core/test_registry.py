@@ -49,15 +49,40 @@ def test_a_refused_version_is_recorded_and_the_rest_still_serve(
         registry.get("default", 2)
 
 
-def test_a_model_with_no_good_version_is_unavailable(store: ModelStore, settings: Settings) -> None:
+def test_a_model_with_no_good_version_is_unavailable(
+    store: ModelStore, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     _corrupt(store, "clf", 1)
     registry = ModelRegistry(settings)
-    registry.load_all()
+    with caplog.at_level("ERROR", logger="modelserve.core.registry"):
+        registry.load_all()
     with pytest.raises(ModelUnavailableError, match="has no version that passed verification"):
         registry.get("clf")
     assert registry.get("default").version == 1  # the other model still serves
-    assert not registry.ready  # ... but a model to serve has no verified version
+    assert registry.ready  # ... and the server stays in rotation for it
+    assert registry.unservable() == ["clf"]
+    [record] = [r for r in caplog.records if "has no version that can be served" in r.message]
+    assert record.levelname == "ERROR"
+    assert record.getMessage().startswith("model clf has no version that can be served (clf v1:")
+    assert record.getMessage().endswith("; the other models keep serving")
+
+
+def test_strict_readiness_needs_every_model(store: ModelStore, settings: Settings) -> None:
+    _corrupt(store, "clf", 1)
+    registry = ModelRegistry(settings.model_copy(update={"strict_readiness": True}))
+    registry.load_all()
+    assert registry.get("default").version == 1
+    assert not registry.ready  # a model to serve has no verified version
     assert registry.not_ready_reason() == "no verified version loaded for: clf"
+
+
+def test_a_store_where_nothing_serves_is_not_ready(store: ModelStore, settings: Settings) -> None:
+    _corrupt(store, "clf", 1)
+    _corrupt(store, "default", 1)
+    registry = ModelRegistry(settings)
+    registry.load_all()
+    assert not registry.ready
+    assert registry.not_ready_reason() == "no verified version loaded for: clf, default"
 
 
 def test_unknown_model_and_version(settings: Settings) -> None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +18,7 @@ from modelserve.core.settings import Settings
 from modelserve.core.store import LoadPolicy, ModelStore
 from modelserve.http.app import create_app
 from modelserve.training.train import TrainConfig, train
-from tests.helpers import ROW, assert_problem
+from tests.helpers import ROW, assert_problem, free_port, running_server, serve_command
 
 
 def test_predict_default_model(client: TestClient, store: ModelStore) -> None:
@@ -395,3 +396,42 @@ except AttributeError as exc:
         "ModelServeApp True",
         "module 'modelserve.main' has no attribute 'nope'",
     ]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_one_model_that_cannot_serve_keeps_the_server_in_rotation_unless_strict(
+    store_path: Path, tmp_path: Path, strict: bool
+) -> None:
+    model_file = store_path / "clf" / "1" / "model.skops"
+    model_file.write_bytes(model_file.read_bytes()[:-1])  # clf can no longer be served
+    port = free_port()
+    env = {"MODELSERVE_STRICT_READINESS": "true"} if strict else {}
+    with running_server(
+        serve_command(store_path, port),
+        port=port,
+        log=tmp_path / "server.log",
+        env=env,
+        wait_for="/health/live",
+    ) as base:
+        ready = httpx.get(f"{base}/health/ready")
+        v2_ready = httpx.get(f"{base}/v2/health/ready")
+        if strict:
+            assert_problem(
+                ready,
+                503,
+                "model-unavailable",
+                detail_contains="not ready: no verified version loaded for: clf",
+            )
+            assert v2_ready.status_code == 503
+        else:
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "ready", "models": {"default": [1]}}
+            assert v2_ready.json() == {"ready": True}
+        assert httpx.post(f"{base}/predict", json={"instances": [ROW]}).status_code == 200
+        models = {m["name"]: m for m in httpx.get(f"{base}/v1/models").json()["models"]}
+        assert models["clf"]["versions"] == []
+        assert "does not match its manifest" in models["clf"]["failed"][0]["error"]
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'modelserve_model_versions_loaded{model="clf"} 0.0' in metrics
+    log = (tmp_path / "server.log").read_text()
+    assert "model clf has no version that can be served" in log

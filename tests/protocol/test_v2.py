@@ -125,9 +125,10 @@ def test_binary_and_json_inputs_mix() -> None:
         (b"{", None, "request body is not valid JSON"),
         (b'{"inputs": []}', None, "invalid inference request: inputs: List should have at least 1"),
         (
-            request({"name": "x", "shape": [1, 10], "datatype": "BYTES", "data": ["a"] * 10}),
+            request({"name": "x", "shape": [1, 10], "datatype": "STRING", "data": ["a"] * 10}),
             None,
-            "datatype 'BYTES'; supported: FP64, FP32, INT64, INT32",
+            "datatype 'STRING'; supported: FP64, FP32, FP16, INT64, INT32, INT16, INT8, UINT64, "
+            "UINT32, UINT16, UINT8, BOOL, BYTES",
         ),
         (
             request({"name": "x", "shape": [1, 10], "datatype": "FP64"}),

@@ -136,6 +136,8 @@ class ModelRegistry:
         self.policy = load_policy(settings)
         self.max_rows = settings.max_rows
         self.max_problems = settings.max_error_details
+        self.strict_readiness = settings.strict_readiness
+        self._unservable: frozenset[str] = frozenset()
         self._models: Mapping[str, ModelState] = MappingProxyType({})
         self._lock = threading.Lock()  # one writer at a time; readers never wait
         self._confirm_lock = threading.Lock()
@@ -382,6 +384,18 @@ class ModelRegistry:
     def _publish(self, models: Mapping[str, ModelState]) -> None:
         # One assignment: readers see the old mapping or the new one, never a mix.
         self._models = MappingProxyType(dict(models))
+        unservable = frozenset(self.unservable())
+        for name in sorted(unservable - self._unservable):
+            reasons = "; ".join(f.reason for f in models[name].failed.values()) or "no versions"
+            logger.error(
+                "model %s has no version that can be served (%s); %s",
+                name,
+                reasons,
+                "the server is not ready (MODELSERVE_STRICT_READINESS)"
+                if self.strict_readiness
+                else "the other models keep serving",
+            )
+        self._unservable = unservable
         self.events.published(self._models)
 
     # -- reading ------------------------------------------------------------------------------
@@ -394,11 +408,18 @@ class ModelRegistry:
         """Every model with at least one loaded version, and those versions."""
         return {name: sorted(s.loaded) for name, s in self._models.items() if s.loaded}
 
+    def unservable(self) -> list[str]:
+        """The models to serve (not unloaded on purpose) that have no verified version."""
+        return [s.name for s in self._models.values() if not s.unloaded and not s.loaded]
+
     @property
     def ready(self) -> bool:
-        """True while every model that should be served has a verified version loaded."""
+        """True while at least one model can be served and, under ``strict_readiness``
+        (``MODELSERVE_STRICT_READINESS``), every model that should be served can."""
         wanted = [s for s in self._models.values() if not s.unloaded]
-        return bool(wanted) and all(s.loaded for s in wanted)
+        if self.strict_readiness:
+            return bool(wanted) and all(s.loaded for s in wanted)
+        return any(s.loaded for s in wanted)
 
     def not_ready_reason(self) -> str:
         wanted = [s for s in self._models.values() if not s.unloaded]

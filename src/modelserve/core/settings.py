@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         default=False,
         description="Load artifacts trained with another scikit-learn version (unsupported).",
     )
+    strict_readiness: bool = Field(
+        default=False,
+        description=(
+            "Ready only while every model in the store (not unloaded on purpose) has a verified "
+            "version; by default one model that can be served is enough, and a model with none "
+            "is logged at ERROR and listed in GET /v1/models."
+        ),
+    )
     trusted_types: list[str] = Field(
         default_factory=list,
         description=(

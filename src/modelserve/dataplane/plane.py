@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from modelserve.core.batch import Batch
 from modelserve.core.batching import MicroBatcher
 from modelserve.core.predictor import Predictor
-from modelserve.protocol import native
+from modelserve.protocol import native, scoring
 from modelserve.protocol.v2 import decode as v2_decode
 from modelserve.protocol.v2 import encode as v2_encode
 from modelserve.protocol.v2.types import RequestedOutput
@@ -63,13 +63,33 @@ def answer_v2(predictor: Predictor, body: bytes, header_length: int | None) -> E
     )
 
 
+# -- the scoring contracts of MLflow and KServe V1 ---------------------------------------------
+
+
+def prepare_scoring(predictor: Predictor, content_type: str | None, body: bytes) -> Prepared:
+    """Decode an MLflow / KServe V1 body and check its batch against the model's schema."""
+    types = {f.name: f.dtype for f in predictor.manifest.input_schema.features}
+    return Prepared(predictor.check(scoring.decode(body, content_type, types)))
+
+
+def answer_scoring(predictor: Predictor, content_type: str | None, body: bytes) -> Encoded:
+    """The whole MLflow / KServe V1 request, predicted at once."""
+    prepared = prepare_scoring(predictor, content_type, body)
+    return scoring.encode(predictor.predict_batch(prepared.batch))
+
+
 # -- merged with other requests ---------------------------------------------------------------
 
 
-async def answer_merged(batcher: MicroBatcher, prepared: Prepared, v2: bool) -> Encoded:
-    """Predict a prepared request merged with others to the same model, then encode it."""
+async def answer_merged(
+    batcher: MicroBatcher, prepared: Prepared, v2: bool, *, contract: bool = False
+) -> Encoded:
+    """Predict a prepared request merged with others to the same model, then encode it
+    (``v2``: as /v2 answers; ``contract``: as MLflow and KServe V1 answer; else natively)."""
     prediction = await batcher.predict(prepared.batch)
     predictor = batcher.predictor
+    if contract:
+        return scoring.encode(prediction)
     if v2:
         return v2_encode.encode(
             predictor.name,

@@ -21,6 +21,7 @@ from modelserve.http.paths import PROBE_PATHS
 from modelserve.http.problems import install_error_handlers
 from modelserve.http.routes import metrics_router, router
 from modelserve.http.runtime import Runtime
+from modelserve.http.scoring_routes import router as scoring_router
 from modelserve.http.v2_routes import router as v2_router
 from modelserve.ops.observe import ObservabilityMiddleware
 from modelserve.protocol.native import PredictRequest, ProblemDetails
@@ -76,6 +77,7 @@ def create_app(
     if settings.metrics:
         app.include_router(metrics_router)
     app.include_router(v2_router)
+    app.include_router(scoring_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: excess load is shed before any body is read.

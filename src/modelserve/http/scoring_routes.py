@@ -1,0 +1,124 @@
+"""The scoring contracts users already have: MLflow's ``/invocations`` and ``/ping`` (also the
+SageMaker container's) and KServe's V1 ``:predict``. Thin routes over the data plane; errors
+are problem+json like every native route's."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from modelserve.core.errors import ModelUnavailableError
+from modelserve.core.predictor import Predictor
+from modelserve.core.settings import Settings
+from modelserve.dataplane.plane import answer_merged, answer_scoring, prepare_scoring
+from modelserve.http import paths
+from modelserve.http.deps import (
+    InferenceAccess,
+    RegistryDep,
+    SettingsDep,
+    get_batchers,
+    read_and_run,
+    read_run_and_await,
+)
+from modelserve.http.problems import error_responses
+from modelserve.http.routes import JSON, ModelName
+from modelserve.ops.observe import note_model
+from modelserve.protocol.scoring import ScoringResponse
+
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {"type": "object"},
+                "examples": {
+                    "dataframe_split": {
+                        "value": {"dataframe_split": {"columns": ["x0", "x1"], "data": [[1, 2]]}}
+                    },
+                    "dataframe_records": {"value": {"dataframe_records": [{"x0": 1, "x1": 2}]}},
+                    "instances": {"value": {"instances": [[1, 2]]}},
+                    "inputs": {"value": {"inputs": {"x0": [1], "x1": [2]}}},
+                },
+            },
+            "text/csv": {"schema": {"type": "string"}, "example": "x0,x1\n1,2\n"},
+        },
+    }
+}
+_ERRORS = error_responses(401, 403, 404, 413, 422, 503, 504)
+
+router = APIRouter(tags=["scoring contracts"])
+
+
+async def _score(predictor: Predictor, request: Request, settings: Settings) -> Response:
+    info = note_model(request.scope, predictor.name, predictor.version, "scoring")
+    content_type = request.headers.get("content-type")
+    batcher = get_batchers(request).get(predictor)
+    if batcher is None:
+        encoded = await read_and_run(
+            request, settings, partial(answer_scoring, predictor, content_type)
+        )
+    else:
+        encoded = await read_run_and_await(
+            request,
+            settings,
+            partial(prepare_scoring, predictor, content_type),
+            partial(answer_merged, batcher, v2=False, contract=True),
+        )
+    if info is not None:
+        info.rows = encoded.rows
+    return Response(encoded.body, media_type=JSON)
+
+
+@router.post(
+    paths.INVOCATIONS,
+    response_model=ScoringResponse,
+    responses=_ERRORS,
+    dependencies=[InferenceAccess],
+    openapi_extra=_BODY,
+    summary="Score with the default model, as `mlflow models serve` and SageMaker do",
+)
+async def invocations(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    return await _score(registry.get(settings.default_model), request, settings)
+
+
+@router.post(
+    paths.MODEL_INVOCATIONS,
+    response_model=ScoringResponse,
+    responses=_ERRORS,
+    dependencies=[InferenceAccess],
+    openapi_extra=_BODY,
+    summary="Score with a model, in MLflow's request and response format",
+)
+async def model_invocations(
+    name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    return await _score(registry.get(name), request, settings)
+
+
+@router.post(
+    paths.KSERVE_PREDICT,
+    response_model=ScoringResponse,
+    responses=_ERRORS,
+    dependencies=[InferenceAccess],
+    openapi_extra=_BODY,
+    summary="Predict with a model, in KServe's V1 protocol",
+)
+async def kserve_predict(
+    name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    return await _score(registry.get(name), request, settings)
+
+
+@router.get(
+    paths.PING,
+    responses=error_responses(503),
+    summary="Health check of MLflow and SageMaker: 200 while ready",
+    tags=["health"],
+)
+async def ping(registry: RegistryDep) -> dict[str, bool]:
+    if not registry.ready:
+        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
+    return {"ready": True}
