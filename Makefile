@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test test-slow bench bench-instructions bench-mlserver lint typecheck unit install install-dev clean
+.PHONY: run test test-slow bench bench-tabular bench-instructions bench-mlserver lint typecheck unit install install-dev clean
 
 # Installing and starting go through scripts/bootstrap, which the Dockerfile calls too.
 BOOTSTRAP := VENV=$(VENV) PYTHON=$(PYTHON) scripts/bootstrap
@@ -54,6 +54,13 @@ bench: $(STAMP_DEV)
 	command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
 	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
 	$(BIN)/python bench/run.py
+
+## bench-tabular: the penguins pipeline (mixed types) beside the linear model, micro-batching on
+##                 and off -> its section of bench/RESULTS.md
+bench-tabular: $(STAMP_DEV)
+	command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
+	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
+	$(BIN)/python bench/tabular.py
 
 ## bench-instructions: server instructions per one-row request, ceiling vs modelserve (callgrind)
 bench-instructions: $(STAMP_DEV)

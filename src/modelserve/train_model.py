@@ -4,7 +4,8 @@ design put it. Training itself lives in :mod:`modelserve.training.train`.
 
 from __future__ import annotations
 
-from modelserve.training.train import TrainConfig, TrainResult, import_pickle, train
+from modelserve.training.importer import import_pickle
+from modelserve.training.train import TrainConfig, TrainResult, train
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from modelserve.cli import app
 from modelserve.core.store import ModelStore
 from tests.core.test_store import MARKER_NAME, plant_malicious_pickle
-from tests.helpers import ROW
+from tests.helpers import PENGUIN, ROW
 
 runner = CliRunner()
 
@@ -153,3 +153,30 @@ def test_version_flag() -> None:
     code, out, _ = invoke("--version")
     assert code == 0
     assert out.startswith("modelserve ")
+
+
+def test_predict_uses_the_newest_version_that_verifies(store_path: Path) -> None:
+    code, _, err = invoke("train", "--store", str(store_path), "--samples", "60", "--seed", "3")
+    assert code == 0, err
+    newest = store_path / "default" / "2" / "model.skops"
+    newest.write_bytes(newest.read_bytes()[:-1])  # v2 no longer verifies
+    code, out, err = invoke("predict", "--store", str(store_path), stdin=json.dumps([ROW]))
+    assert code == 0, err
+    assert json.loads(out)["model_version"] == 1  # as the server would serve
+    code, out, err = invoke(
+        "predict", "--store", str(store_path), "--version", "2", stdin=json.dumps([ROW])
+    )
+    assert code == 1
+    assert "does not match its manifest" in err
+
+
+def test_predict_a_mixed_type_model_from_rows_with_nulls(tabular_store: Path) -> None:
+    rows = [{**PENGUIN, "island": "Dream", "bill_length_mm": None, "sex": None}]
+    code, out, err = invoke(
+        "predict", "--store", str(tabular_store), "--model", "penguins", "--probabilities",
+        stdin=json.dumps({"instances": rows}),
+    )  # fmt: skip
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["predictions"][0] in ("Adelie", "Chinstrap", "Gentoo")
+    assert answer["classes"] == ["Adelie", "Chinstrap", "Gentoo"]

@@ -22,7 +22,8 @@ from modelserve.core.settings import Settings
 from modelserve.core.signing import generate_keys, load_signing_key, load_verify_key
 from modelserve.core.store import LoadPolicy, ModelStore, sha256_hex
 from modelserve.http.app import create_app
-from modelserve.training.train import TrainConfig, import_pickle, train
+from modelserve.training.importer import import_pickle
+from modelserve.training.train import TrainConfig, train
 from tests.helpers import ROW, assert_problem
 
 runner = CliRunner()

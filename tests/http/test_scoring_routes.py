@@ -140,6 +140,12 @@ def test_a_numeric_model_scores_its_csv_and_its_instances(live: str) -> None:
         ("text/csv", b"\xff\xfe", "invalid-csv", "the CSV body is not UTF-8 text"),
         (
             "text/csv",
+            b'a,b\n"x',
+            "invalid-csv",
+            "the CSV body cannot be read: unexpected end of data",
+        ),
+        (
+            "text/csv",
             _csv([{**PENGUIN, "year": "twenty"}]).encode(),
             "not-an-integer",
             "row 0, feature 'year': expected a whole number, got string 'twenty'",

@@ -91,7 +91,12 @@ def report(result: TrainResult) -> None:
     typer.echo(f"version: {manifest.version}")
     typer.echo(f"path:    {result.path}")
     typer.echo(f"model:   {manifest.estimator.class_name} ({manifest.format})")
-    typer.echo("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in manifest.metrics.items()))
+    metrics = ", ".join(f"{k}={v:.6g}" for k, v in manifest.metrics.items())
+    typer.echo(f"metrics: {metrics or 'none (no held-out data)'}")
+    schema = manifest.input_schema
+    typed = [f"{f.name}: {f.dtype}{'?' if f.nullable else ''}" for f in schema.features]
+    if not schema.plain:  # a mixed-type model: say what each feature takes (? = may be missing)
+        typer.echo(f"inputs:  {', '.join(typed)}")
     if PLOT_FILE in manifest.attachments:
         typer.echo(f"report:  {result.path / PLOT_FILE}")
 

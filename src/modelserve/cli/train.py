@@ -20,7 +20,8 @@ from modelserve.cli.common import (
 )
 from modelserve.core.errors import ModelServeError
 from modelserve.core.registry import open_store
-from modelserve.training.train import ESTIMATORS, TrainConfig, import_pickle
+from modelserve.training.importer import import_model
+from modelserve.training.train import ESTIMATORS, TrainConfig
 
 
 def train_command(
@@ -84,9 +85,20 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 def import_command(
     path: Annotated[
-        Path, typer.Argument(help="A fitted scikit-learn estimator saved with pickle.")
+        Path,
+        typer.Argument(
+            help="A fitted estimator or Pipeline: a .skops file, a pickle or .joblib file "
+            "(with --trust-pickle), or an MLflow model directory (sklearn flavor)."
+        ),
     ],
     name: Annotated[str, typer.Option(help="Model name in the store.")],
+    sample: Annotated[
+        Path | None,
+        typer.Option(
+            help="A CSV or Parquet file of rows the model takes (other columns are ignored): "
+            "gives the features' types, statistics and categories, and the model is tried on it."
+        ),
+    ] = None,
     trust_pickle: Annotated[
         bool,
         typer.Option(
@@ -95,29 +107,37 @@ def import_command(
     ] = False,
     feature_names: Annotated[
         str | None,
-        typer.Option(help="Comma-separated feature names [default: the estimator's, or x0, x1…]."),
+        typer.Option(help="Comma-separated feature names, for a model fitted without them."),
     ] = None,
     format: Annotated[
-        Format, typer.Option(help="Publish as skops (re-serialized) or keep the pickle bytes.")
+        Format, typer.Option(help="Publish as skops (re-serialized) or as pickle.")
     ] = Format.skops,
     signing_key: SigningKeyOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Publish an estimator pickled elsewhere; its sha256 is recorded in the manifest."""
+    """Publish a model fitted elsewhere, once it is shown to serve; its sha256 is recorded."""
     settings = settings_from(store=store, signing_key=signing_key)
     key = signing_key_of(settings)
     names = [n.strip() for n in feature_names.split(",")] if feature_names else None
     try:
-        result = import_pickle(
-            path,
-            name,
-            open_store(settings),
-            trust_pickle=trust_pickle,
-            feature_names=names,
-            fmt=format.value,
-            signing_key=key,
-        )
+        with err().status(f"Importing {path}…", spinner="dots"):
+            result = import_model(
+                path,
+                name,
+                open_store(settings),
+                trust_pickle=trust_pickle,
+                sample=sample,
+                feature_names=names,
+                fmt=format.value,
+                signing_key=key,
+                trusted=settings.allowlist,
+            )
     except ModelServeError as exc:
         fail(exc.message)
     report(result)
     typer.echo(f"source:  {path} (sha256 {result.manifest.training_data.sha256})")
+    if format is Format.pickle and not settings.allow_pickle:
+        err().print(
+            "note: the server loads pickle artifacts only with MODELSERVE_ALLOW_PICKLE=true",
+            highlight=False,
+        )

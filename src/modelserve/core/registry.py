@@ -149,11 +149,27 @@ class ModelRegistry:
     def load_predictor(
         self, name: str, version: int | None = None, *, defer: bool = False
     ) -> Predictor:
-        """Verify, load and smoke-test one version (the newest when ``version`` is None).
+        """Verify, load and smoke-test one version: ``version``, or, when it is None, the newest
+        that passes, as the server picks (newer ones that fail are logged and skipped; if none
+        passes, the newest one's error is raised).
 
         With ``defer``, a version published with its linear form is not deserialized yet: see
         :meth:`confirm_pending`.
         """
+        if version is not None:
+            return self._load_version(name, version, defer)
+        versions = self.store.list_versions(name)
+        first: ArtifactError | None = None
+        for candidate in reversed(versions):
+            try:
+                return self._load_version(name, candidate, defer)
+            except ArtifactError as exc:
+                logger.warning("%s v%d is not served: %s", name, candidate, exc.message)
+                first = first or exc
+        assert first is not None  # noqa: S101 - list_versions raises when there are none
+        raise first
+
+    def _load_version(self, name: str, version: int, defer: bool) -> Predictor:
         artifact = self.store.load(name, version, self.policy, defer_estimator=defer)
         exact = artifact.manifest.version
 

@@ -182,6 +182,19 @@ class SchemaCheck:
 
     def _records(self, records: Sequence[Any], batch: Batch) -> Batch:
         """Rows as written: every problem of every row, then the decoder's trailing ones."""
+        self._check_records(records, batch)
+        names = self.names
+        matrix = np.array(
+            [
+                row if isinstance(row, Sequence) else [row[name] for name in names]
+                for row in records
+            ],
+            dtype=np.float64,
+        )
+        return checked(matrix, return_probabilities=batch.return_probabilities)
+
+    def _check_records(self, records: Sequence[Any], batch: Batch) -> None:
+        """Raise InvalidInputError for every problem of every row, then the trailing ones."""
         problems: list[Problem] = []
         total = 0
         limit = self._rows_problem(len(records))
@@ -199,15 +212,6 @@ class SchemaCheck:
                 problems.append(problem)
         if total:
             raise summarize(problems, total)
-        names = self.names
-        matrix = np.array(
-            [
-                row if isinstance(row, Sequence) else [row[name] for name in names]
-                for row in records
-            ],
-            dtype=np.float64,
-        )
-        return checked(matrix, return_probabilities=batch.return_probabilities)
 
     def _record_problems(self, index: int, row: Any) -> list[Problem]:
         if isinstance(row, list | tuple):
@@ -347,23 +351,7 @@ class SchemaCheck:
 
     def _typed_records(self, records: Sequence[Any], batch: Batch) -> Batch:
         """Rows as written, for a typed schema: every problem of every row, then the rest."""
-        problems: list[Problem] = []
-        total = 0
-        limit = self._rows_problem(len(records))
-        if limit is not None:
-            problems.append(limit)
-            total = 1
-        else:
-            for index, row in enumerate(records):
-                found = self._record_problems(index, row)
-                total += len(found)
-                problems.extend(found[: max(self.max_problems - len(problems), 0)])
-        for problem in batch.trailing:
-            total += 1
-            if len(problems) < self.max_problems:
-                problems.append(problem)
-        if total:
-            raise summarize(problems, total)
+        self._check_records(records, batch)
         names = self.names
         cells = [
             [row[index] if isinstance(row, list | tuple) else row[name] for row in records]

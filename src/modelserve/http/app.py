@@ -73,11 +73,13 @@ def create_app(
         telemetry={"tracing": settings.tracing, "metrics": False, "logs": False},
     )
     app.state = runtime.state
+    # First: a path like /v1/models/iris:predict also fits /v1/models/{name}; a wrong method
+    # there must be answered with the scoring route's Allow (POST), not the detail route's.
+    app.include_router(scoring_router)
     app.include_router(router)
     if settings.metrics:
         app.include_router(metrics_router)
     app.include_router(v2_router)
-    app.include_router(scoring_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: excess load is shed before any body is read.

@@ -28,12 +28,50 @@ from modelserve.http.routes import JSON, ModelName
 from modelserve.ops.observe import note_model
 from modelserve.protocol.scoring import ScoringResponse
 
+
+def _form(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [key],
+        "additionalProperties": False,
+        "properties": {key: value},
+    }
+
+
+_ROWS = {"type": "array", "items": {"type": ["array", "object"]}}
 _BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             JSON: {
-                "schema": {"type": "object"},
+                "schema": {
+                    "oneOf": [
+                        _form(
+                            "dataframe_split",
+                            {
+                                "type": "object",
+                                "required": ["columns", "data"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "columns": {"type": "array", "items": {"type": "string"}},
+                                    "data": {"type": "array", "items": {"type": "array"}},
+                                    "index": {"type": "array"},
+                                },
+                            },
+                        ),
+                        _form("dataframe_records", {"type": "array", "items": {"type": "object"}}),
+                        _form("instances", _ROWS),
+                        _form(
+                            "inputs",
+                            {
+                                "oneOf": [
+                                    {"type": "object", "additionalProperties": {"type": "array"}},
+                                    _ROWS,
+                                ]
+                            },
+                        ),
+                    ]
+                },
                 "examples": {
                     "dataframe_split": {
                         "value": {"dataframe_split": {"columns": ["x0", "x1"], "data": [[1, 2]]}}
@@ -92,12 +130,6 @@ async def invocations(request: Request, registry: RegistryDep, settings: Setting
     openapi_extra=_BODY,
     summary="Score with a model, in MLflow's request and response format",
 )
-async def model_invocations(
-    name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
-) -> Response:
-    return await _score(registry.get(name), request, settings)
-
-
 @router.post(
     paths.KSERVE_PREDICT,
     response_model=ScoringResponse,
@@ -106,7 +138,7 @@ async def model_invocations(
     openapi_extra=_BODY,
     summary="Predict with a model, in KServe's V1 protocol",
 )
-async def kserve_predict(
+async def model_invocations(
     name: ModelName, request: Request, registry: RegistryDep, settings: SettingsDep
 ) -> Response:
     return await _score(registry.get(name), request, settings)

@@ -142,7 +142,10 @@ def _csv(body: bytes, types: Mapping[str, str]) -> Batch:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _invalid("the CSV body is not UTF-8 text", "invalid-csv", ()) from None
-    lines = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        lines = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+    except csv.Error as exc:
+        raise _invalid(f"the CSV body cannot be read: {exc}", "invalid-csv", ()) from None
     if not lines:
         raise _invalid("the CSV body is empty: send a header row, then rows", "invalid-csv", ())
     header = [name.strip() for name in lines[0]]

@@ -284,7 +284,7 @@ def input_schema(
     encoders = fitted_categories(estimator)
     features: list[FeatureSpec] = []
     for index, column in enumerate(columns):
-        values = _values(X, index, column.name)
+        values = [] if X is None else _values(X, index, column.name)
         spec = _spec(column, values, encoders.get(column.name))
         if nullable is not None and column.name not in nullable:
             spec = spec.model_copy(update={"nullable": False})
@@ -382,8 +382,8 @@ def _verified(estimator: Any, schema: FeatureSchema, task: Task) -> FeatureSchem
     base = typical_row(schema)
     if not _answers(estimator, schema, task, [base]):
         raise DatasetError(
-            "the model fails on a typical row of its own training data (each feature's mean or "
-            "most frequent category); it cannot be served"
+            "the model fails on a typical row of its data (each feature's mean or most "
+            "frequent category); it cannot be served"
         )
     trials: list[tuple[int, str, list[Any]]] = []
     for index, feature in enumerate(schema.features):

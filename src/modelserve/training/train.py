@@ -11,7 +11,6 @@ import importlib
 import json
 import logging
 import math
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,6 @@ from modelserve.core.errors import (
 from modelserve.core.manifest import (
     ArtifactFormat,
     EstimatorInfo,
-    FeatureSchema,
-    FeatureSpec,
     Manifest,
     OutputSpec,
     RuntimeVersions,
@@ -386,7 +383,7 @@ def train(
         runtime=RuntimeVersions.current(),
         estimator=EstimatorInfo(
             class_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            params=_json_safe(estimator.get_params(deep=False)),
+            params=json_safe(estimator.get_params(deep=False)),
             steps=describe_steps(estimator),
         ),
         task=kind.task,
@@ -483,7 +480,7 @@ def _metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, fl
     }
 
 
-def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
+def json_safe(params: dict[str, Any]) -> dict[str, Any]:
     """Estimator parameters as JSON: plain values kept, anything else by its repr."""
     safe: dict[str, Any] = {}
     for key, value in params.items():
@@ -494,71 +491,3 @@ def _json_safe(params: dict[str, Any]) -> dict[str, Any]:
         else:
             safe[key] = value
     return safe
-
-
-def import_pickle(
-    path: Path,
-    name: str,
-    store: ModelStore,
-    *,
-    trust_pickle: bool,
-    feature_names: list[str] | None = None,
-    fmt: ArtifactFormat = "skops",
-    signing_key: Ed25519PrivateKey | None = None,
-) -> TrainResult:
-    """Publish an estimator pickled elsewhere, recording the pickle's sha256.
-
-    Unpickling runs code from the file, so this refuses unless ``trust_pickle`` says the caller
-    trusts where it came from. By default the model is re-serialized with skops, so serving it
-    needs no pickle at all.
-    """
-    validate_model_name(name)
-    if not trust_pickle:
-        raise TrainingError(
-            f"importing {path} would unpickle it, and unpickling runs code from the file: pass "
-            "--trust-pickle only if you trust where it came from"
-        )
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        estimator = pickle.loads(raw)  # the caller vouched for this file with trust_pickle
-    except Exception as exc:
-        raise TrainingError(f"{path} could not be unpickled: {exc}") from exc
-    if not callable(getattr(estimator, "predict", None)):
-        raise TrainingError(f"{path} holds a {type(estimator).__name__}, which has no predict")
-    n_features = getattr(estimator, "n_features_in_", None)
-    if not isinstance(n_features, int):
-        raise TrainingError(f"{path}: the estimator is not fitted (no n_features_in_)")
-    known = getattr(estimator, "feature_names_in_", None)
-    names = feature_names or ([str(n) for n in known] if known is not None else None)
-    names = names or [f"x{i}" for i in range(n_features)]
-    if len(names) != n_features or len(set(names)) != len(names):
-        raise TrainingError(
-            f"{path}: the estimator takes {n_features} features; give as many unique names"
-        )
-    classes = getattr(estimator, "classes_", None)
-    task: Task = "classification" if classes is not None else "regression"
-    digest = hashlib.sha256(raw).hexdigest()
-    draft = ManifestDraft(
-        runtime=RuntimeVersions.current(),
-        estimator=EstimatorInfo(
-            class_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            params=_json_safe(estimator.get_params()) if hasattr(estimator, "get_params") else {},
-        ),
-        task=task,
-        input_schema=FeatureSchema(count=n_features, features=[FeatureSpec(name=n) for n in names]),
-        output=OutputSpec(
-            dtype="float64" if classes is None else str(np.asarray(classes).dtype),
-            classes=None if classes is None else np.asarray(classes).tolist(),
-        ),
-        metrics={},
-        training_data=TrainingData(
-            source=f"imported pickle {path.resolve()}", sha256=digest, n_rows=0, n_train=0, n_test=0
-        ),
-    )
-    payload = raw if fmt == "pickle" else serialize(estimator, fmt)
-    linear = linear_attachment(estimator, task, draft.input_schema)
-    manifest = store.publish(name, payload, fmt, draft, signing_key, linear)
-    return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
