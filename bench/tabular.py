@@ -10,11 +10,19 @@ Prints the table and writes it into bench/RESULTS.md between the tabular markers
 
     make bench-tabular                               # 3 paired x 10 s per workload
     BENCH_DURATION=3 BENCH_RUNS=1 make bench-tabular  # a quick look
+    MLSERVER_BIN=.venv-mlserver/bin/mlserver make bench-tabular   # MLServer beside it
+
+With MLSERVER_BIN, MLServer (sklearn runtime, in its own venv: `make bench-mlserver` makes it)
+serves the same fitted pipeline from a joblib file, with its adaptive batching on
+(max_batch_size 32, max_batch_time 2 ms) and off, on the request MLServer's and KServe's clients
+send for a DataFrame: one /v2 input per column, `"content_type": "pd"`; modelserve is timed on
+that same body too.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -90,6 +98,8 @@ def main() -> None:
         records = _rows(frame, rows, rng)
         bodies[("pipeline", workload)] = orjson.dumps({"instances": records})
         expected[("pipeline", workload)] = pipeline.predict(records).predictions.tolist()
+        bodies[("pipeline-v2", workload)] = _v2_columns(records)
+        expected[("pipeline-v2", workload)] = expected[("pipeline", workload)]
         X = rng.normal(size=(rows, 10))
         bodies[("linear", workload)] = orjson.dumps({"instances": X.tolist()})
         expected[("linear", workload)] = linear.predict(X).predictions.tolist()
@@ -117,47 +127,117 @@ def main() -> None:
                 {"MODELSERVE_MICRO_BATCHING": "false"}, model="penguins"),
          "pipeline", "/v1/models/penguins/predict"),
     ]  # fmt: skip
+    mlserver = os.environ.get("MLSERVER_BIN")
+    if mlserver:
+        servers.insert(2, (Server("modelserve, penguins pipeline, batching on, /v2 columns",
+                                  [*serve, str(pipeline_store.root)], "/health/ready",
+                                  model="penguins"),
+                           "pipeline-v2", "/v2/models/penguins/infer"))  # fmt: skip
+        servers += _mlserver(mlserver, pipeline.estimator, work)
     ceiling_port = free_port()
     ceiling_process = start(ceiling, ceiling_port, work / "ceiling.log")
     ceiling_url = f"http://127.0.0.1:{ceiling_port}/"
     table: list[tuple[str, str, Result, float]] = []
     try:
         for server, model, path in servers:
-            port = free_port()
-            log = work / f"{server.name[:24]}.log"
-            process = start(server, port, log)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                settle(server, process, log)
-                for workload in WORKLOADS:
-                    answer = httpx.post(base + path, content=bodies[(model, workload)], timeout=30)
-                    answer.raise_for_status()
-                    got = answer.json()["predictions"]
-                    if model == "linear":
-                        ok = np.allclose(got, expected[(model, workload)], rtol=0, atol=1e-9)
-                    else:
-                        ok = got == expected[(model, workload)]
-                    if not ok:
-                        raise SystemExit(f"{server.name}: answers differ from the model's own")
-                for workload, (_, connections) in WORKLOADS.items():
-                    runs, paired = [], []
-                    for _ in range(RUNS):
-                        base_run = wrk(ceiling_url, scripts[("linear", workload)], connections)
-                        run = wrk(base + path, scripts[(model, workload)], connections)
-                        runs.append(run)
-                        paired.append(run.rps / base_run.rps)
-                    result = median(runs)
-                    ratio = statistics.median(paired)
-                    table.append((server.name, workload, result, ratio))
-                    print(f"{server.name:44} {workload}: {result.rps:9.1f} req/s  "  # noqa: T201
-                          f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-                          f"errors {result.errors}  x{ratio:.3f} of the paired ceiling runs",
-                          flush=True)
-            finally:
-                stop(process)
+            table += _time_server(server, model, path, work, bodies, expected, scripts, ceiling_url)
     finally:
         stop(ceiling_process)
     _write(table)
+
+
+def _time_server(
+    server: Server,
+    model: str,
+    path: str,
+    work: Path,
+    bodies: dict[tuple[str, str], bytes],
+    expected: dict[tuple[str, str], list[object]],
+    scripts: dict[tuple[str, str], Path],
+    ceiling_url: str,
+) -> list[tuple[str, str, Result, float]]:
+    """Start ``server``, check its answers against the model's, time each workload paired."""
+    rows: list[tuple[str, str, Result, float]] = []
+    port = free_port()
+    log = work / f"{server.name[:24]}.log"
+    process = start(server, port, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        settle(server, process, log)
+        for workload in WORKLOADS:
+            answer = httpx.post(base + path, content=bodies[(model, workload)], timeout=30)
+            answer.raise_for_status()
+            document = answer.json()
+            got = (
+                document["predictions"]
+                if "predictions" in document
+                else np.ravel(document["outputs"][0]["data"]).tolist()
+            )
+            want = expected[(model, workload)]
+            ok = np.allclose(got, want, rtol=0, atol=1e-9) if model == "linear" else got == want
+            if not ok:
+                raise SystemExit(f"{server.name}: answers differ from the model's own")
+        for workload, (_, connections) in WORKLOADS.items():
+            runs, paired = [], []
+            for _ in range(RUNS):
+                ceiling = wrk(ceiling_url, scripts[("linear", workload)], connections)
+                run = wrk(base + path, scripts[(model, workload)], connections)
+                runs.append(run)
+                paired.append(run.rps / ceiling.rps)
+            result = median(runs)
+            ratio = statistics.median(paired)
+            rows.append((server.name, workload, result, ratio))
+            print(f"{server.name:60} {workload}: {result.rps:9.1f} req/s  "  # noqa: T201
+                  f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
+                  f"errors {result.errors}  x{ratio:.3f} of the paired ceiling runs", flush=True)
+    finally:
+        stop(process)
+    return rows
+
+
+def _v2_columns(records: list[dict[str, object]]) -> bytes:
+    """The /v2 request MLServer's and KServe's clients send for a DataFrame."""
+    types = {"island": "BYTES", "sex": "BYTES", "year": "INT64"}
+    inputs = []
+    for name in records[0]:
+        tensor: dict[str, object] = {
+            "name": name,
+            "shape": [len(records)],
+            "datatype": types.get(name, "FP64"),
+            "data": [row[name] for row in records],
+        }
+        if types.get(name) == "BYTES":
+            tensor["parameters"] = {"content_type": "str"}
+        inputs.append(tensor)
+    return orjson.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs})
+
+
+def _mlserver(binary: str, estimator: object, work: Path) -> list[tuple[Server, str, str]]:
+    import joblib  # noqa: PLC0415 - scikit-learn's dependency; only for this row
+
+    servers = []
+    for batching in (True, False):
+        repository = work / f"mlserver-{batching}"
+        (repository / "penguins").mkdir(parents=True)
+        joblib.dump(estimator, repository / "penguins" / "model.joblib")
+        settings: dict[str, object] = {
+            "name": "penguins",
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib", "version": "v1"},
+        }
+        if batching:
+            settings |= {"max_batch_size": 32, "max_batch_time": 0.002}
+        (repository / "penguins" / "model-settings.json").write_bytes(orjson.dumps(settings))
+        env = {"MLSERVER_HOST": "127.0.0.1", "MLSERVER_GRPC_PORT": str(free_port()),
+               "MLSERVER_METRICS_PORT": str(free_port()), "MLSERVER_PARALLEL_WORKERS": "0",
+               "MLSERVER_DEBUG": "false"}  # fmt: skip
+        command = ["env", "MLSERVER_HTTP_PORT={port}", binary, "start", str(repository)]
+        name = f"MLServer 1.7.1, penguins pipeline, adaptive batching {'on' if batching else 'off'}"
+        servers.append(
+            (Server(name, command, "/v2/health/ready", env, model="penguins"),
+             "pipeline-v2", "/v2/models/penguins/infer")
+        )  # fmt: skip
+    return servers
 
 
 def _write(table: list[tuple[str, str, Result, float]]) -> None:

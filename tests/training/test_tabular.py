@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelserve.core.errors import DatasetError, TrainingError
+from modelserve.core.errors import DatasetError, InvalidInputError, TrainingError
 from modelserve.core.manifest import FeatureSpec
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import DEFAULT_TRUSTED_TYPES, Settings
@@ -189,3 +189,42 @@ def test_a_model_the_server_would_refuse_is_not_published(tmp_path: Path) -> Non
     assert "sklearn.tree._tree.Tree" in info.value.message
     assert "MODELSERVE_TRUSTED_TYPES" in info.value.message
     assert not (tmp_path / "forest").exists()
+
+
+@pytest.mark.parametrize("estimator", ["hist-gradient-boosting-classifier", "logistic-regression"])
+def test_boolean_and_text_columns_with_gaps_serve_as_the_pipeline_predicts(
+    tmp_path: Path, estimator: str
+) -> None:
+    csv = Path(__file__).parents[2] / "examples" / "churn.csv"
+    store = ModelStore(tmp_path / "s")
+    config = TrainConfig(name="churn", estimator=estimator, csv=csv, target="churned")
+    manifest = train(config, store).manifest
+    features = {f.name: f for f in manifest.input_schema.features}
+    assert (features["auto_pay"].dtype, features["auto_pay"].nullable) == ("bool", False)
+    assert features["region"].nullable  # empty cells in training
+    assert features["monthly_fee"].nullable
+    assert features["plan"].categories == ["basic", "plus", "pro"]
+    predictor = ModelRegistry(Settings(store=store.root)).load_predictor("churn")
+    rows = [
+        {"tenure_months": 3, "plan": "basic", "monthly_fee": None, "auto_pay": False,
+         "region": None},
+        {"tenure_months": 60, "plan": "pro", "monthly_fee": 80.5, "auto_pay": True,
+         "region": "north"},
+    ]  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "tenure_months": [3, 60],
+            "plan": np.array(["basic", "pro"], dtype=object),
+            "monthly_fee": [np.nan, 80.5],
+            "auto_pay": [False, True],
+            "region": np.array([np.nan, "north"], dtype=object),
+        }
+    )
+    answer = predictor.predict(rows, return_probabilities=True)
+    assert answer.predictions.tolist() == predictor.estimator.predict(frame).tolist()
+    np.testing.assert_array_equal(answer.probabilities, predictor.estimator.predict_proba(frame))
+    with pytest.raises(InvalidInputError) as info:
+        predictor.predict([{**rows[0], "auto_pay": 1}])
+    assert info.value.problems[0].msg == (
+        "row 0, feature 'auto_pay': expected a boolean, got number 1"
+    )
