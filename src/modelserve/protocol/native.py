@@ -22,6 +22,7 @@ from pydantic import (
     JsonValue,
     Strict,
     StrictBool,
+    StrictStr,
 )
 
 from modelserve.core.batch import Batch, Prediction
@@ -33,6 +34,9 @@ from modelserve.protocol.wire import Encoded, WireModel
 
 FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 """A JSON number that is finite: no strings, booleans, NaN or Infinity."""
+Value = FiniteNumber | StrictStr | StrictBool | None
+"""One value of a row: a finite number, a string, a boolean, or null (missing). Each model
+narrows it by its schema: a model of plain numbers takes finite numbers only."""
 
 
 # One row for the default model's 10 features, as JSON for the OpenAPI examples.
@@ -55,11 +59,13 @@ class PredictRequest(WireModel):
         },
     )
 
-    instances: list[list[FiniteNumber] | dict[str, FiniteNumber]] = Field(
+    instances: list[list[Value] | dict[str, Value]] = Field(
         min_length=1,
         description=(
-            "Rows to predict: arrays of numbers in the model's feature order, or objects "
-            "mapping every feature name to a number."
+            "Rows to predict: arrays of values in the model's feature order, or objects "
+            "mapping every feature name to its value. Each value is checked against its "
+            "feature's type in the model's manifest (a number, a whole number, a boolean, a "
+            "string); null is a missing value, taken only where the feature is nullable."
         ),
     )
     return_probabilities: StrictBool = Field(
