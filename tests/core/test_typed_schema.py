@@ -222,3 +222,28 @@ def test_plain_schemas_keep_the_float_matrix_roads() -> None:
     assert check.check(batch) is batch  # stamped, not copied
     error = _refused(check, Batch.of_columns([("a", np.array(["x"], dtype=object))]))
     assert error.problems[0].type == "not-a-number"
+
+
+def test_a_manifest_written_before_typed_features_loads_and_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json  # noqa: PLC0415
+
+    from modelserve.core.registry import ModelRegistry  # noqa: PLC0415
+    from modelserve.core.settings import Settings  # noqa: PLC0415
+    from modelserve.core.store import ModelStore  # noqa: PLC0415
+    from modelserve.training.train import TrainConfig, train  # noqa: PLC0415
+
+    store = ModelStore(tmp_path)
+    train(TrainConfig(name="old", estimator="random-forest", samples=60, features=3), store)
+    path = store.version_dir("old", 1) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["input_schema"]["form"], manifest["estimator"]["steps"]
+    for feature in manifest["input_schema"]["features"]:  # as the release before wrote them
+        for key in ("nullable", "categories", "category_counts", "accepts_unseen"):
+            del feature[key]
+    path.write_text(json.dumps(manifest, indent=2))
+    predictor = ModelRegistry(Settings(store=tmp_path)).load_predictor("old")
+    assert predictor.manifest.input_schema.plain
+    rows = np.array([[0.1, 0.2, 0.3]])
+    np.testing.assert_array_equal(
+        predictor.predict(rows).predictions, predictor.estimator.predict(rows)
+    )
