@@ -15,8 +15,9 @@ Prints the table and writes it into bench/RESULTS.md between the tabular markers
 With MLSERVER_BIN, MLServer (sklearn runtime, in its own venv: `make bench-mlserver` makes it)
 serves the same fitted pipeline from a joblib file, with its adaptive batching on
 (max_batch_size 32, max_batch_time 2 ms) and off, on the request MLServer's and KServe's clients
-send for a DataFrame: one /v2 input per column, `"content_type": "pd"`; modelserve is timed on
-that same body too.
+send for a DataFrame: one /v2 input per column, `"content_type": "pd"`, asking for `predict`
+(what MLServer answers when no output is named; modelserve would add `predict_proba`, a second
+scikit-learn call); modelserve is timed on that same body too.
 """
 
 from __future__ import annotations
@@ -209,7 +210,10 @@ def _v2_columns(records: list[dict[str, object]]) -> bytes:
         if types.get(name) == "BYTES":
             tensor["parameters"] = {"content_type": "str"}
         inputs.append(tensor)
-    return orjson.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs})
+    # the labels only, as MLServer's sklearn runtime answers when no output is named
+    outputs = [{"name": "predict"}]
+    request = {"parameters": {"content_type": "pd"}, "inputs": inputs, "outputs": outputs}
+    return orjson.dumps(request)
 
 
 def _mlserver(binary: str, estimator: object, work: Path) -> list[tuple[Server, str, str]]:
