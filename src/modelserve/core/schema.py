@@ -134,7 +134,9 @@ class SchemaCheck:
 
     # -- the three forms -----------------------------------------------------------------------
 
-    def _matrix(self, rows: np.ndarray, probabilities: bool, finite: bool) -> Batch:
+    def _check_shape(self, rows: np.ndarray) -> None:
+        """Raise InvalidInputError unless ``rows`` is 2-D, within the row limit, as wide as the
+        model's features."""
         if rows.ndim != 2:
             raise InvalidInputError(
                 f"expected a 2-D batch (rows, {self.count}), got shape {list(rows.shape)}",
@@ -145,6 +147,9 @@ class SchemaCheck:
             problem = self._count_problem(("instances", 0), "rows have", rows.shape[1])
         if problem is not None:
             raise InvalidInputError(problem.msg, problems=[problem])
+
+    def _matrix(self, rows: np.ndarray, probabilities: bool, finite: bool) -> Batch:
+        self._check_shape(rows)
         matrix = rows if rows.dtype == _FLOAT64 else rows.astype(np.float64)
         if not finite:
             finite_cells = np.isfinite(matrix)
@@ -270,16 +275,7 @@ class SchemaCheck:
 
     def _typed_matrix(self, rows: np.ndarray, probabilities: bool) -> Batch:
         """A 2-D array of numbers for a model whose features are not all plain floats."""
-        if rows.ndim != 2:
-            raise InvalidInputError(
-                f"expected a 2-D batch (rows, {self.count}), got shape {list(rows.shape)}",
-                problems=[Problem(("instances",), "not a 2-D batch", "invalid-shape")],
-            )
-        problem = self._rows_problem(rows.shape[0])
-        if problem is None and rows.shape[1] != self.count:
-            problem = self._count_problem(("instances", 0), "rows have", rows.shape[1])
-        if problem is not None:
-            raise InvalidInputError(problem.msg, problems=[problem])
+        self._check_shape(rows)
         return self._typed_columns([rows[:, i] for i in range(self.count)], probabilities)
 
     def _typed_columns(self, columns: list[np.ndarray], probabilities: bool) -> Batch:
