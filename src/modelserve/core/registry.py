@@ -437,6 +437,11 @@ class ModelRegistry:
             return bool(wanted) and all(s.loaded for s in wanted)
         return any(s.loaded for s in wanted)
 
+    def check_ready(self) -> None:
+        """Raise ModelUnavailableError with the reason while the server is not ready."""
+        if not self.ready:
+            raise ModelUnavailableError(f"not ready: {self.not_ready_reason()}")
+
     def not_ready_reason(self) -> str:
         wanted = [s for s in self._models.values() if not s.unloaded]
         if not wanted:

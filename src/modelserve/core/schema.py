@@ -74,6 +74,8 @@ class SchemaCheck:
             for spec in self.specs
         ]
         self._row_forms = ROW_FORMS if self.plain else TYPED_ROW_FORMS
+        self._value_problem = self._number_problem if self.plain else self._typed_problem
+        """Each value's check, chosen once for the schema."""
 
     def check(self, batch: Batch) -> Batch:
         """``batch`` validated: a checked batch, or InvalidInputError naming every problem."""
@@ -256,9 +258,8 @@ class SchemaCheck:
             return found
         return [Problem(("instances", index), f"row {index} {self._row_forms}", "invalid-row")]
 
-    def _value_problem(self, row: int, where: str | int, value: Any) -> Problem | None:
-        if not self.plain:
-            return self._typed_problem(row, where, value)
+    def _number_problem(self, row: int, where: str | int, value: Any) -> Problem | None:
+        """What is wrong with ``value`` as a plain float feature, if anything."""
         if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
             try:
                 return None if math.isfinite(value) else self._not_finite(row, where)

@@ -10,6 +10,7 @@ merged with other requests by a :class:`~modelserve.core.batching.MicroBatcher`)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from modelserve.core.batch import Batch
 from modelserve.core.batching import MicroBatcher
@@ -81,16 +82,18 @@ def answer_scoring(predictor: Predictor, content_type: str | None, body: bytes) 
 # -- merged with other requests ---------------------------------------------------------------
 
 
-async def answer_merged(
-    batcher: MicroBatcher, prepared: Prepared, v2: bool, *, contract: bool = False
-) -> Encoded:
-    """Predict a prepared request merged with others to the same model, then encode it
-    (``v2``: as /v2 answers; ``contract``: as MLflow and KServe V1 answer; else natively)."""
+Answer = Literal["native", "v2", "scoring"]
+"""Which encoder writes a merged request's answer: native, Open Inference Protocol, or the
+scoring contracts' ``{"predictions": [...]}``."""
+
+
+async def answer_merged(batcher: MicroBatcher, prepared: Prepared, *, form: Answer) -> Encoded:
+    """Predict a prepared request merged with others to the same model, then encode it."""
     prediction = await batcher.predict(prepared.batch)
     predictor = batcher.predictor
-    if contract:
+    if form == "scoring":
         return scoring.encode(prediction)
-    if v2:
+    if form == "v2":
         return v2_encode.encode(
             predictor.name,
             predictor.version,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated, TypeVar
 
 import anyio
@@ -13,8 +14,12 @@ from pydantic import SecretStr
 
 from modelserve.core.batching import Batchers
 from modelserve.core.errors import DeadlineExceededError, ForbiddenError, UnauthorizedError
+from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
+from modelserve.dataplane.plane import Answer, Prepared, answer_merged
+from modelserve.ops.observe import note_model
+from modelserve.protocol.wire import Encoded
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -126,3 +131,28 @@ async def read_run_and_await(
             return await then(result)
     except TimeoutError:
         raise DeadlineExceededError.after(settings.request_timeout) from None
+
+
+async def predict_request(
+    request: Request,
+    settings: Settings,
+    predictor: Predictor,
+    answer: Callable[[bytes], Encoded],
+    prepare: Callable[[bytes], Prepared],
+    form: Answer,
+) -> Encoded:
+    """One prediction request of any wire format through the data plane: its body read within
+    the deadline, then ``answer`` (decode, check, predict, encode at once) or, for a model that
+    merges requests, ``prepare`` and a place in its next merged call, encoded as ``form``; the
+    model, version and rows noted for the access log and metrics."""
+    info = note_model(request.scope, predictor.name, predictor.version, form)  # the api label
+    batcher = get_batchers(request).get(predictor)
+    if batcher is None:
+        encoded = await read_and_run(request, settings, answer)
+    else:
+        encoded = await read_run_and_await(
+            request, settings, prepare, partial(answer_merged, batcher, form=form)
+        )
+    if info is not None:
+        info.rows = encoded.rows
+    return encoded

@@ -23,19 +23,16 @@ from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
 from modelserve.core.store import parse_version
-from modelserve.dataplane.plane import answer_merged, answer_native, prepare_native
+from modelserve.dataplane.plane import answer_native, prepare_native
 from modelserve.http import paths
 from modelserve.http.deps import (
     InferenceAccess,
     RegistryDep,
     SettingsDep,
-    get_batchers,
-    read_and_run,
-    read_run_and_await,
+    predict_request,
 )
 from modelserve.http.problems import error_responses
 from modelserve.ops.metrics import Metrics
-from modelserve.ops.observe import note_model
 from modelserve.protocol.native import (
     FailedVersion,
     Liveness,
@@ -89,19 +86,14 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 async def _predict(predictor: Predictor, request: Request, settings: Settings) -> Response:
-    info = note_model(request.scope, predictor.name, predictor.version, "native")
-    batcher = get_batchers(request).get(predictor)
-    if batcher is None:
-        encoded = await read_and_run(request, settings, partial(answer_native, predictor))
-    else:
-        encoded = await read_run_and_await(
-            request,
-            settings,
-            partial(prepare_native, predictor),
-            partial(answer_merged, batcher, v2=False),
-        )
-    if info is not None:
-        info.rows = encoded.rows
+    encoded = await predict_request(
+        request,
+        settings,
+        predictor,
+        partial(answer_native, predictor),
+        partial(prepare_native, predictor),
+        "native",
+    )
     return Response(encoded.body, media_type=JSON)
 
 
@@ -305,11 +297,10 @@ async def live() -> Liveness:
     response_model=Readiness,
     responses=error_responses(503),
     tags=["health"],
-    summary="Ready while every model to serve has a verified version loaded",
+    summary="Ready while a model can be served (every model, with MODELSERVE_STRICT_READINESS)",
 )
 async def ready(registry: RegistryDep) -> Readiness:
-    if not registry.ready:
-        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
+    registry.check_ready()
     return Readiness(models=registry.loaded_versions())
 
 

@@ -10,22 +10,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from modelserve.core.errors import ModelUnavailableError
 from modelserve.core.predictor import Predictor
 from modelserve.core.settings import Settings
-from modelserve.dataplane.plane import answer_merged, answer_scoring, prepare_scoring
+from modelserve.dataplane.plane import answer_scoring, prepare_scoring
 from modelserve.http import paths
 from modelserve.http.deps import (
     InferenceAccess,
     RegistryDep,
     SettingsDep,
-    get_batchers,
-    read_and_run,
-    read_run_and_await,
+    predict_request,
 )
 from modelserve.http.problems import error_responses
 from modelserve.http.routes import JSON, ModelName
-from modelserve.ops.observe import note_model
 from modelserve.protocol.scoring import ScoringResponse
 
 
@@ -91,22 +87,15 @@ router = APIRouter(tags=["scoring contracts"])
 
 
 async def _score(predictor: Predictor, request: Request, settings: Settings) -> Response:
-    info = note_model(request.scope, predictor.name, predictor.version, "scoring")
     content_type = request.headers.get("content-type")
-    batcher = get_batchers(request).get(predictor)
-    if batcher is None:
-        encoded = await read_and_run(
-            request, settings, partial(answer_scoring, predictor, content_type)
-        )
-    else:
-        encoded = await read_run_and_await(
-            request,
-            settings,
-            partial(prepare_scoring, predictor, content_type),
-            partial(answer_merged, batcher, v2=False, contract=True),
-        )
-    if info is not None:
-        info.rows = encoded.rows
+    encoded = await predict_request(
+        request,
+        settings,
+        predictor,
+        partial(answer_scoring, predictor, content_type),
+        partial(prepare_scoring, predictor, content_type),
+        "scoring",
+    )
     return Response(encoded.body, media_type=JSON)
 
 
@@ -151,6 +140,5 @@ async def model_invocations(
     tags=["health"],
 )
 async def ping(registry: RegistryDep) -> dict[str, bool]:
-    if not registry.ready:
-        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
+    registry.check_ready()
     return {"ready": True}

@@ -5,7 +5,6 @@ Errors under /v2 answer ``{"error": "..."}`` (see :mod:`modelserve.http.problems
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -13,22 +12,19 @@ from fastapi import APIRouter, Body, Path, Request
 from starlette.responses import Response
 
 from modelserve import __version__
-from modelserve.core.errors import ModelUnavailableError, VersionNotFoundError
+from modelserve.core.errors import VersionNotFoundError
 from modelserve.core.predictor import Predictor
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.store import parse_version
-from modelserve.dataplane.plane import Prepared, answer_merged, answer_v2, prepare_v2
+from modelserve.dataplane.plane import Prepared, answer_v2, prepare_v2
 from modelserve.http import paths
 from modelserve.http.deps import (
     AdminAccess,
     InferenceAccess,
     RegistryDep,
     SettingsDep,
-    get_batchers,
-    read_and_run,
-    read_run_and_await,
+    predict_request,
 )
-from modelserve.ops.observe import note_model
 from modelserve.protocol.v2 import encode as v2_encode
 from modelserve.protocol.v2 import types as oip
 from modelserve.protocol.v2.decode import parse_header_length
@@ -100,11 +96,11 @@ async def server_live() -> dict[str, bool]:
 
 
 @router.get(
-    _inside(paths.V2_READY), summary="Ready while every model to serve has a verified version"
+    _inside(paths.V2_READY),
+    summary="Ready while a model can be served (every model, with MODELSERVE_STRICT_READINESS)",
 )
 async def server_ready(registry: RegistryDep) -> dict[str, bool]:
-    if not registry.ready:
-        raise ModelUnavailableError(f"not ready: {registry.not_ready_reason()}")
+    registry.check_ready()
     return {"ready": True}
 
 
@@ -145,25 +141,15 @@ async def model_version_ready(
 
 
 async def _infer(predictor: Predictor, request: Request, settings: SettingsDep) -> Response:
-    info = note_model(request.scope, predictor.name, predictor.version, "v2")
     header = request.headers.get(HEADER_LENGTH)
+
+    def answer(body: bytes) -> Encoded:
+        return answer_v2(predictor, body, parse_header_length(header, len(body)))
 
     def prepare(body: bytes) -> Prepared:
         return prepare_v2(predictor, body, parse_header_length(header, len(body)))
 
-    batcher = get_batchers(request).get(predictor)
-    if batcher is None:
-
-        def work(body: bytes) -> Encoded:
-            return answer_v2(predictor, body, parse_header_length(header, len(body)))
-
-        encoded = await read_and_run(request, settings, work)
-    else:
-        encoded = await read_run_and_await(
-            request, settings, prepare, partial(answer_merged, batcher, v2=True)
-        )
-    if info is not None:
-        info.rows = encoded.rows
+    encoded = await predict_request(request, settings, predictor, answer, prepare, "v2")
     if encoded.header_length is None:
         return Response(encoded.body, media_type="application/json")
     return Response(
