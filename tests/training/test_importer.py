@@ -232,3 +232,19 @@ def test_an_untrusted_type_is_refused_unless_the_server_would_trust_it(
     monkeypatch.setenv("MODELSERVE_TRUSTED_TYPES", '["numpy.nan_to_num"]')
     code, _, err = invoke("import", str(path), "--name", "fix", "--store", store)
     assert code == 0, err
+
+
+def test_a_model_fitted_on_an_array_keeps_the_float_matrix(tmp_path: Path) -> None:
+    X = np.array([[1, 0.5], [2, 1.5], [3, 2.5], [4, 3.0]])
+    path = tmp_path / "bare.skops"
+    sio.dump(LinearRegression().fit(X, [1.0, 2.0, 3.0, 4.0]), path)
+    sample = tmp_path / "sample.csv"
+    sample.write_text("rooms,area,price\n1,0.5,1\n2,1.5,2\n3,2.5,3\n")
+    store = ModelStore(tmp_path / "models")
+    manifest = import_model(
+        path, "bare", store, sample=sample, feature_names=["rooms", "area"]
+    ).manifest
+    schema = manifest.input_schema
+    assert (schema.form, schema.plain) == ("matrix", True)  # whole numbers are floats here
+    assert [f.dtype for f in schema.features] == ["float64", "float64"]
+    assert schema.features[0].mean == 2.0

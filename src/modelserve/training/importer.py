@@ -144,6 +144,10 @@ def import_model(
         c.dtype in ("string", "bool") for c in columns or []
     )  # a model fitted on a DataFrame takes one
     typed = _typed_columns(names, columns, source.signature, estimator)
+    if not frame:  # a float matrix model: its numbers are floats, as the trainer records them
+        typed = [
+            Column(c.name, "float64", False, c.missing) if c.dtype == "int64" else c for c in typed
+        ]
     if not frame and any(c.dtype == "string" for c in typed):
         raise TrainingError(
             f"{path}: the model was fitted on a NumPy array, which holds numbers only, but "
