@@ -743,3 +743,46 @@ def test_the_common_path_accepts_only_what_the_general_one_accepts(
             outcomes.append((exc.message, exc.problems))
     assert outcomes[0] == outcomes[1]
     assert (common.request_id, common.outputs) == (general.request_id, general.outputs)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("UINT8", [300], "input 'c': value 300 at position 0 does not fit UINT8"),
+        ("INT8", [-129], "input 'c': value -129 at position 0 does not fit INT8"),
+        ("UINT64", [-1], "input 'c': value -1 at position 0 does not fit UINT64"),
+        ("UINT64", [2**64], "does not fit UINT64"),
+        ("FP16", [70000.0], "input 'c': value 70000.0 at position 0 does not fit FP16"),
+        ("INT16", [1.5], "input 'c' is INT16 but its data holds non-integers"),
+        ("BOOL", [1], "input 'c' is BOOL but its data holds other values than true and false"),
+        ("BYTES", [1], "input 'c' is BYTES but its data holds other values than strings"),
+    ],
+)
+def test_a_json_value_that_does_not_fit_its_datatype_is_refused_not_wrapped(
+    datatype: str, data: list[object], message: str
+) -> None:
+    tensor = {"name": "c", "shape": [1], "datatype": datatype, "data": data}
+    body = json.dumps({"inputs": [tensor]}).encode()  # json: 2**64 is past orjson's integers
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+        dec.read_tensors(body, None)
+
+
+def test_binary_bool_bytes_other_than_0_and_1_are_refused() -> None:
+    header = orjson.dumps(
+        {"inputs": [{"name": "c", "shape": [3], "datatype": "BOOL",
+                     "parameters": {"binary_data_size": 3}}]}
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match="input 'c' is BOOL but byte 1 is neither 0 nor 1"):
+        dec.read_tensors(header + b"\x01\x02\x00", len(header))
+    _, tensors, _ = dec.read_tensors(header + b"\x01\x00\x01", len(header))
+    assert tensors[0].tolist() == [True, False, True]
+
+
+def test_binary_narrow_integers_and_halves_are_read_as_sent() -> None:
+    values = np.array([1, 250], dtype="<u1")
+    header = orjson.dumps(
+        {"inputs": [{"name": "c", "shape": [2], "datatype": "UINT8",
+                     "parameters": {"binary_data_size": 2}}]}
+    )  # fmt: skip
+    _, tensors, _ = dec.read_tensors(header + values.tobytes(), len(header))
+    assert tensors[0].tolist() == [1, 250]
