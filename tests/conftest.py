@@ -21,6 +21,7 @@ from tests.helpers import (
     serve_command,
     train_penguins,
     train_template,
+    train_trees,
     write_penguins,
 )
 
@@ -45,6 +46,15 @@ def tabular_store(tmp_path_factory: pytest.TempPathFactory, penguins_csv: Path) 
     ordinal codes) and `penguins-lr` v1 (one-hot, imputation, scaling, LogisticRegression)."""
     root = tmp_path_factory.mktemp("tabular") / "models"
     train_penguins(root, penguins_csv)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trees_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`forest` (random forest regressor), `boost` (gradient boosting classifier), `hist`
+    (hist gradient boosting regressor), each on 4 synthetic features, with compiled forms."""
+    root = tmp_path_factory.mktemp("trees") / "models"
+    train_trees(root)
     return root
 
 

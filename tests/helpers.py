@@ -32,6 +32,20 @@ def train_template(root: Path) -> None:
     train(TrainConfig(name="clf", estimator="logistic-regression", samples=200, features=4), store)
 
 
+def train_trees(root: Path) -> None:
+    """`forest`, `boost` and `hist`: three tree ensembles on x0..x3 (see conftest)."""
+    from modelserve.core.store import ModelStore  # noqa: PLC0415 - helpers stay cheap to import
+    from modelserve.training.train import TrainConfig, train  # noqa: PLC0415
+
+    store = ModelStore(root)
+    for name, estimator in (
+        ("forest", "random-forest"),
+        ("boost", "gradient-boosting-classifier"),
+        ("hist", "hist-gradient-boosting"),
+    ):
+        train(TrainConfig(name=name, estimator=estimator, samples=300, features=4), store)
+
+
 PENGUIN = {
     "island": "Biscoe",
     "bill_length_mm": 45.1,

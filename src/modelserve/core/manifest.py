@@ -16,6 +16,8 @@ MODEL_FILES: dict[ArtifactFormat, str] = {"skops": "model.skops", "pickle": "mod
 MANIFEST_FILE = "manifest.json"
 LINEAR_FILE = "linear.json"
 """The attachment holding a linear model's coefficients, for serving before scikit-learn loads."""
+COMPILED_FILE = "compiled.bin"
+"""The attachment holding a model's compiled form (see :mod:`modelserve.core.compiled`)."""
 PLOT_FILE = "report.png"
 """The training report's plot attachment: predicted vs actual, or the confusion matrix."""
 SUMMARY_FILE = "report.json"
@@ -133,6 +135,19 @@ class TrainingData(_Frozen):
     seed: int | None = None
 
 
+class CompiledInfo(_Frozen):
+    """Whether the version was published with a compiled form (``compiled.bin``), and why not.
+
+    ``verified``: the form gave exactly the estimator's own answers on ``rows_checked`` rows
+    (held-out data and stress rows at every split threshold) when it was published. ``reason``
+    says why a version has no form (an estimator without one, or a form that disagreed).
+    """
+
+    verified: bool
+    reason: str | None = None
+    rows_checked: int = Field(default=0, ge=0)
+
+
 class Manifest(_Frozen):
     """Everything needed to verify, load and describe one published model version."""
 
@@ -154,6 +169,10 @@ class Manifest(_Frozen):
     attachments: dict[str, str] = Field(
         default_factory=dict,
         description="Files published beside the model (the training report): name -> sha256.",
+    )
+    compiled: CompiledInfo | None = Field(
+        default=None,
+        description="The compiled form's check at publish; null for versions published before.",
     )
 
 

@@ -12,12 +12,13 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 
 from modelserve.core.batch import Batch, Prediction, checked
+from modelserve.core.compiled import CompiledForm, evaluate, verify
 from modelserve.core.errors import (
     IntegrityError,
     InvalidInputError,
@@ -36,9 +37,12 @@ class Predictor:
     """Wraps one loaded model version; thread-safe for concurrent ``predict`` calls.
 
     An artifact loaded with its estimator deferred (a linear model published with
-    ``linear.json``) serves from the verified linear form at once; ``load_estimator`` then
-    deserializes the estimator when :meth:`confirm` runs (the registry does it in the
-    background), which checks both agree to 1e-9 and falls back to the estimator otherwise.
+    ``linear.json``, a model published with ``compiled.bin``) serves from that form at once;
+    ``load_estimator`` then deserializes the estimator when :meth:`confirm` runs (the registry
+    does it in the background), which checks both agree (the linear form to 1e-9, the compiled
+    form exactly, on stress rows) and falls back to the estimator otherwise. A compiled form
+    that agrees is then timed against the estimator, and serves the batch sizes at which it is
+    the faster (:attr:`compiled_up_to`).
     """
 
     def __init__(
@@ -61,16 +65,37 @@ class Predictor:
         self._load_estimator = load_estimator
         self._confirm_lock = threading.Lock()
         self.confirm_error: str | None = None  # why the deferred estimator could not be loaded
-        self._linear: tuple[np.ndarray, np.float64] | None
+        self._linear: tuple[np.ndarray, np.float64] | None = None
+        self._compiled: CompiledForm | None = None
+        self._compiled_checked = False
+        self._compiled_timed = False
+        self.compiled_up_to: int | None = None
+        """The largest batch the compiled form serves (measured at load); None for any size."""
+        self._float32 = (
+            self.manifest.input_schema.form == "matrix"
+            and self.manifest.estimator.class_name in FLOAT32_ESTIMATORS
+        )
+        info = self.manifest.compiled
+        self.compiled_reason: str | None = artifact.compiled_error or (
+            info.reason if info is not None else None
+        )
+        """Why the version is not served by a compiled form (None when it is, or has none)."""
         if artifact.estimator is not None:
             self._linear = _verified_linear(artifact.estimator, self.manifest)
-        elif artifact.linear is not None and load_estimator is not None:
+            if artifact.compiled is not None:
+                self._compiled = artifact.compiled
+                self._check_compiled(artifact.estimator)
+        elif load_estimator is None:
+            raise ValueError("an artifact without its estimator needs a loader")
+        elif artifact.compiled is not None:
+            self._compiled = artifact.compiled
+        elif artifact.linear is not None:
             self._linear = (
                 np.asarray(artifact.linear.coef, dtype=np.float64),
                 np.float64(artifact.linear.intercept),
             )
         else:
-            raise ValueError("an artifact without its estimator needs its linear form and a loader")
+            raise ValueError("an artifact without its estimator needs its linear or compiled form")
 
     @property
     def name(self) -> str:
@@ -90,42 +115,98 @@ class Predictor:
 
     @property
     def settled(self) -> bool:
-        """Confirmed, or the attempt failed (``confirm_error``): nothing left to do."""
-        return self._estimator is not None or self.confirm_error is not None
+        """Confirmed (and a compiled form timed), or the attempt failed (``confirm_error``):
+        nothing left to do."""
+        if self.confirm_error is not None:
+            return True
+        return self._estimator is not None and (self._compiled is None or self._compiled_timed)
+
+    @property
+    def engine(self) -> Literal["compiled", "linear", "scikit-learn"]:
+        """What answers: ``"compiled"``, ``"linear"`` (the lean linear form) or
+        ``"scikit-learn"`` (the estimator itself)."""
+        if self._compiled is not None:
+            return "compiled"
+        return "linear" if self._linear is not None else "scikit-learn"
 
     def confirm(self) -> None:
-        """Load a deferred estimator and check the linear form against its own ``predict``.
+        """Load a deferred estimator, check the form served meanwhile against it, time it.
 
         Raises the store's ArtifactError when the estimator cannot be loaded, or IntegrityError
         when the version on disk is no longer the one verified at first. When the two disagree
         beyond 1e-9 the predictor switches to the estimator's ``predict`` (and logs it).
         """
         with self._confirm_lock:
-            if self._estimator is not None or self._load_estimator is None:
+            if self._estimator is None and self._load_estimator is not None:
+                self._load_deferred()
+            estimator = self._estimator
+            if estimator is None:
                 return
-            artifact = self._load_estimator()
-            if artifact.manifest != self.manifest or artifact.estimator is None:
-                raise IntegrityError(
-                    f"{self.name} v{self.version} changed on disk after it was verified; "
-                    "refusing to load it"
+            if self._compiled is not None and not self._compiled_checked:
+                self._check_compiled(estimator)
+            form = self._compiled
+            if form is not None and not self._compiled_timed:
+                self.compiled_up_to = verify.fastest_up_to(
+                    form, estimator, self.manifest.input_schema
                 )
-            linear = _verified_linear(artifact.estimator, self.manifest)
-            agreed = (
-                linear is not None
-                and self._linear is not None
-                and np.array_equal(linear[0], self._linear[0])
-                and linear[1] == self._linear[1]
-            )
-            self._estimator = artifact.estimator
-            if not agreed:
-                logger.warning(
-                    "%s v%d: %s does not agree with the estimator; predicting with the "
-                    "estimator instead",
+                self._compiled_timed = True
+                logger.info(
+                    "%s v%d: the compiled form serves batches of %s rows; scikit-learn %s",
                     self.name,
                     self.version,
-                    LINEAR_FILE,
+                    "any number of"
+                    if self.compiled_up_to is None
+                    else f"up to {self.compiled_up_to}",
+                    "none" if self.compiled_up_to is None else "the larger ones",
                 )
-                self._linear = linear
+
+    def _check_compiled(self, estimator: Any) -> None:
+        """Use the compiled form only if it answers exactly as ``estimator`` on stress rows."""
+        form = self._compiled
+        assert form is not None  # noqa: S101 - called only with a form
+        reason, rows = verify.check(
+            form, estimator, self.manifest.input_schema, classifier=self.is_classifier
+        )
+        self._compiled_checked = True
+        if reason is not None:
+            self._compiled = None
+            self.compiled_reason = reason
+            logger.warning(
+                "%s v%d: %s; predicting with the estimator instead", self.name, self.version, reason
+            )
+        else:
+            logger.info(
+                "%s v%d: the compiled form agrees with the estimator on %d rows",
+                self.name,
+                self.version,
+                rows,
+            )
+
+    def _load_deferred(self) -> None:
+        """Load the deferred estimator; a linear form served meanwhile must agree with it."""
+        assert self._load_estimator is not None  # noqa: S101 - only deferred loads come here
+        artifact = self._load_estimator()
+        if artifact.manifest != self.manifest or artifact.estimator is None:
+            raise IntegrityError(
+                f"{self.name} v{self.version} changed on disk after it was verified; "
+                "refusing to load it"
+            )
+        served = self._linear
+        self._estimator = artifact.estimator
+        if served is None:
+            return
+        linear = _verified_linear(artifact.estimator, self.manifest)
+        if not (
+            linear is not None and np.array_equal(linear[0], served[0]) and linear[1] == served[1]
+        ):
+            logger.warning(
+                "%s v%d: %s does not agree with the estimator; predicting with the "
+                "estimator instead",
+                self.name,
+                self.version,
+                LINEAR_FILE,
+            )
+            self._linear = linear
 
     @property
     def batchable(self) -> bool:
@@ -183,6 +264,30 @@ class Predictor:
         self.check_finite(prediction.predictions)
         return prediction
 
+    def check_single_precision(self, rows: np.ndarray) -> None:
+        """Raise InvalidInputError when a model that compares its inputs as float32 (decision
+        trees and their ensembles) is sent a finite number float32 cannot hold (1e300): the
+        estimator would fail on it, and a compiled form must not answer it either."""
+        if not self._float32 or rows.dtype != np.float64:
+            return
+        with np.errstate(over="ignore"):
+            overflow = np.isinf(rows.astype(np.float32)) & np.isfinite(rows)
+        if not overflow.any():
+            return
+        found = np.argwhere(overflow)
+        names = self.feature_names
+        problems = [
+            Problem(
+                ("instances", int(row), names[column]),
+                f"row {row}: {names[column]} = {float(rows[row, column])!r} is beyond the float32 "
+                f"range (±{float(np.finfo(np.float32).max):.4g}) in which model {self.name!r} "
+                f"v{self.version} compares its inputs",
+                "out-of-range",
+            )
+            for row, column in found[: self.max_problems]
+        ]
+        raise summarize(problems, len(found))
+
     def check_finite(self, predictions: np.ndarray) -> None:
         """Raise InvalidInputError when a regression answer is NaN or infinite.
 
@@ -213,7 +318,22 @@ class Predictor:
     def predict_unchecked(self, batch: Batch) -> Prediction:
         """Predict a checked batch, as the estimator answers (see predict_batch)."""
         self.check_outputs(batch)
+        if self._float32:
+            self.check_single_precision(batch.rows)
         linear = self._linear
+        compiled = self._compiled
+        limit = self.compiled_up_to
+        if compiled is not None and (limit is None or len(batch) <= limit):
+            predictions, probabilities = evaluate.answer(
+                compiled, batch.rows, probabilities=batch.return_probabilities
+            )
+            if probabilities is None:
+                return Prediction(predictions=predictions)
+            return Prediction(
+                predictions=predictions,
+                classes=list(self.manifest.output.classes or []),
+                probabilities=probabilities,
+            )
         if linear is not None:
             coef, intercept = linear
             predictions = batch.rows.dot(coef) + intercept
@@ -316,6 +436,23 @@ def as_frame(schema: FeatureSchema, batch: Batch) -> Any:
         data[feature.name] = pd.Series(values, dtype=values.dtype, copy=False)
     return pd.DataFrame(data, copy=False)
 
+
+FLOAT32_ESTIMATORS = frozenset(
+    f"sklearn.{path}"
+    for path in (
+        "tree._classes.DecisionTreeRegressor",
+        "tree._classes.DecisionTreeClassifier",
+        "tree._classes.ExtraTreeRegressor",
+        "tree._classes.ExtraTreeClassifier",
+        "ensemble._forest.RandomForestRegressor",
+        "ensemble._forest.RandomForestClassifier",
+        "ensemble._forest.ExtraTreesRegressor",
+        "ensemble._forest.ExtraTreesClassifier",
+        "ensemble._gb.GradientBoostingRegressor",
+        "ensemble._gb.GradientBoostingClassifier",
+    )
+)
+"""Estimators that cast their inputs to float32 before comparing them with their thresholds."""
 
 _LINEAR_REGRESSORS = frozenset(
     {

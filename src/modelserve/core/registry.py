@@ -8,11 +8,12 @@ off the request path, then the model's state is replaced by one assignment. A re
 holds a Predictor finishes on it; the next request sees the new state. A version that fails any
 step is recorded with its reason and never served, and the versions already loaded keep serving.
 
-A server's registry defers estimators (``defer_estimators=True``): a linear model published with
-``linear.json`` is verified and served from that linear form at once, so start-up does not wait
-for scikit-learn and skops to import (~2 s); one background thread then loads each estimator
-and confirms it agrees (``Predictor.confirm``). If the estimator cannot be loaded then (its files
-left the store), the version keeps serving the linear form verified at load.
+A server's registry defers estimators (``defer_estimators=True``): a version published with a
+lean form (``linear.json`` for a linear model, ``compiled.bin`` for a tree ensemble) is verified
+and served from that form at once, so start-up does not wait for scikit-learn and skops to
+import; one background thread then loads each estimator, confirms the form agrees with it and
+times the two (``Predictor.confirm``). If the estimator cannot be loaded then (its files left
+the store), the version keeps serving the form verified at load.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class ModelRegistry:
         that passes, as the server picks (newer ones that fail are logged and skipped; if none
         passes, the newest one's error is raised).
 
-        With ``defer``, a version published with its linear form is not deserialized yet: see
+        With ``defer``, a version published with a lean form is not deserialized yet: see
         :meth:`confirm_pending`.
         """
         if version is not None:
@@ -186,12 +187,12 @@ class ModelRegistry:
         return predictor
 
     def confirm_pending(self) -> None:
-        """Load every deferred estimator and confirm it agrees with its linear form.
+        """Load every deferred estimator and confirm it agrees with its lean form.
 
         A version whose estimator turns out not to load (not a model, untrusted types, a
         manifest it does not fit) is withdrawn: refused with the reason, as if it had failed at
         load, and the model's other versions serve. One whose files merely changed or left the
-        store since they were verified keeps serving the linear form verified at load, like any
+        store since they were verified keeps serving the form verified at load, like any
         verified copy held in memory, and is listed as unconfirmed with the reason
         (``confirm_error``).
         """
@@ -213,7 +214,7 @@ class ModelRegistry:
                     predictor.confirm_error = exc.message
                     logger.error(
                         "%s v%d: not confirmed against its estimator (%s); it keeps serving "
-                        "the linear form verified at load",
+                        "the form verified at load",
                         name,
                         version,
                         exc.message,

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from modelserve.core import compiled
+from modelserve.core.compiled import CompiledForm
 from modelserve.core.errors import (
     AttachmentNotFoundError,
     DeserializationError,
@@ -55,10 +57,12 @@ from modelserve.core.files import (
 )
 from modelserve.core.lifecycle import held, remove_stale
 from modelserve.core.manifest import (
+    COMPILED_FILE,
     LINEAR_FILE,
     MANIFEST_FILE,
     MODEL_FILES,
     ArtifactFormat,
+    CompiledInfo,
     EstimatorInfo,
     FeatureSchema,
     LinearForm,
@@ -123,6 +127,7 @@ class ManifestDraft(BaseModel):
     output: OutputSpec
     metrics: dict[str, float]
     training_data: TrainingData
+    compiled: CompiledInfo | None = None
 
 
 _ATTACHMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -143,12 +148,16 @@ class LoadedArtifact:
     """A verified manifest and the estimator deserialized from the file it describes.
 
     A deferred load (``ModelStore.load(..., defer_estimator=True)`` of a version published with
-    ``linear.json``) carries the verified linear form instead and ``estimator`` is None.
+    ``linear.json`` or ``compiled.bin``) carries that form instead and ``estimator`` is None.
+    ``compiled_error`` says why a version's compiled form could not be read (it is then not
+    carried, and the estimator is loaded).
     """
 
     manifest: Manifest
     estimator: Any = field(repr=False)
     linear: LinearForm | None = None
+    compiled: CompiledForm | None = field(default=None, repr=False)
+    compiled_error: str | None = None
 
 
 def serialize(estimator: Any, fmt: ArtifactFormat) -> bytes:
@@ -272,10 +281,12 @@ class ModelStore:
                 f"{label} has no {file_name} (versions published before training reports, "
                 "and imported models, have none)"
             )
+        # A compiled form is as large as the model it describes, and limited like it.
+        limit = (
+            self.limits.model_bytes if file_name == COMPILED_FILE else self.limits.attachment_bytes
+        )
         try:
-            content = self._read(
-                manifest.name, manifest.version, file_name, self.limits.attachment_bytes
-            )
+            content = self._read(manifest.name, manifest.version, file_name, limit)
         except OSError as exc:
             raise IntegrityError(f"{label}: cannot read {file_name}: {_reason(exc)}") from exc
         if sha256_hex(content) != expected:
@@ -403,13 +414,44 @@ class ModelStore:
                     f"{label}: not a readable skops file: {manifest.model_file} "
                     f"{exc.strerror}; refusing to open it"
                 ) from exc
+        compiled, compiled_error = self._compiled_form(manifest)
+        if defer_estimator and compiled is not None:
+            return LoadedArtifact(manifest=manifest, estimator=None, compiled=compiled)
         if defer_estimator and LINEAR_FILE in manifest.attachments:
             linear = self._linear_form(manifest)
             if linear is not None:
                 return LoadedArtifact(manifest=manifest, estimator=None, linear=linear)
         estimator = deserialize(label, payload, manifest.format, policy)
         _check_estimator(label, estimator, manifest)
-        return LoadedArtifact(manifest=manifest, estimator=estimator)
+        return LoadedArtifact(
+            manifest=manifest,
+            estimator=estimator,
+            compiled=compiled,
+            compiled_error=compiled_error,
+        )
+
+    def _compiled_form(self, manifest: Manifest) -> tuple[CompiledForm | None, str | None]:
+        """The version's ``compiled.bin`` read and checked, or None and why not.
+
+        A form that was changed after publishing (its sha256), cannot be read, or does not take
+        the model's inputs is not used; the version is served by its estimator instead.
+        """
+        if COMPILED_FILE not in manifest.attachments:
+            return None, None
+        try:
+            form = compiled.loads(self.read_attachment(manifest, COMPILED_FILE))
+            if form.trees.n_features != manifest.input_schema.count:
+                raise compiled.CompiledFormError(
+                    f"it takes {form.trees.n_features} features, not the model's "
+                    f"{manifest.input_schema.count}"
+                )
+        except (IntegrityError, AttachmentNotFoundError, compiled.CompiledFormError) as exc:
+            reason = f"{COMPILED_FILE} is not used: {exc}"
+            logger.warning(
+                "%s v%d: %s; serving the estimator instead", manifest.name, manifest.version, reason
+            )
+            return None, reason
+        return form, None
 
     def _linear_form(self, manifest: Manifest) -> LinearForm | None:
         """The version's verified ``linear.json``, or None (then the estimator is loaded)."""

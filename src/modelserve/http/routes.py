@@ -34,6 +34,7 @@ from modelserve.http.deps import (
 from modelserve.http.problems import error_responses
 from modelserve.ops.metrics import Metrics
 from modelserve.protocol.native import (
+    Engine,
     FailedVersion,
     Liveness,
     ModelDetail,
@@ -194,6 +195,11 @@ def _detail(registry: ModelRegistry, name: str, version: int | None) -> ModelDet
                 task=p.manifest.task,
                 metrics=p.manifest.metrics,
                 report=_report_links(name, v, p.manifest.attachments),
+                engine=Engine(
+                    name=p.engine,
+                    compiled_up_to_rows=p.compiled_up_to if p.engine == "compiled" else None,
+                    not_compiled=p.compiled_reason if p.engine == "scikit-learn" else None,
+                ),
             )
             for v, p in sorted(state.loaded.items())
         ],

@@ -113,6 +113,27 @@ class ReportLinks(WireModel):
     summary: str = Field(description="JSON: the held-out metrics (and confusion matrix).")
 
 
+class Engine(WireModel):
+    """What answers a version's predictions, and why."""
+
+    name: Literal["compiled", "linear", "scikit-learn"] = Field(
+        description=(
+            "`compiled`: its compiled form, verified against the estimator; `linear`: its "
+            "coefficients (a linear model); `scikit-learn`: the estimator itself."
+        )
+    )
+    compiled_up_to_rows: int | None = Field(
+        default=None,
+        description=(
+            "`compiled`: the largest batch the compiled form answers, as measured at load "
+            "against the estimator (larger ones go to scikit-learn); null for any size."
+        ),
+    )
+    not_compiled: str | None = Field(
+        default=None, description="Why the version is not served by a compiled form."
+    )
+
+
 class VersionSummary(WireModel):
     version: int
     created_at: datetime
@@ -122,6 +143,7 @@ class VersionSummary(WireModel):
     report: ReportLinks | None = Field(
         default=None, description="The training report; null for versions published without one."
     )
+    engine: Engine
 
 
 class FailedVersion(WireModel):
@@ -139,7 +161,7 @@ class ModelSummary(WireModel):
     unconfirmed: list[FailedVersion] = Field(
         default_factory=list,
         description=(
-            "Loaded versions served from their verified linear form whose estimator could not "
+            "Loaded versions served from their verified lean form whose estimator could not "
             "be loaded to confirm it (its files changed or left the store since), with why."
         ),
     )

@@ -40,7 +40,7 @@ from modelserve.core.manifest import (
     Task,
     TrainingData,
 )
-from modelserve.core.predictor import as_frame, linear_attachment, typical_row
+from modelserve.core.predictor import as_frame, typical_row
 from modelserve.core.schema import SchemaCheck
 from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
 from modelserve.core.store import (
@@ -51,6 +51,7 @@ from modelserve.core.store import (
     serialize,
     validate_model_name,
 )
+from modelserve.training.compile import lean_forms
 from modelserve.training.tabular import (
     Column,
     describe_steps,
@@ -197,8 +198,9 @@ def import_model(
         ) from exc
     trial = X if values is not None else _typical(schema)
     check_servable(name, estimator, payload, fmt, trusted, trial)
-    linear = linear_attachment(estimator, task, draft.input_schema)
-    manifest = store.publish(name, payload, fmt, draft, signing_key, linear)
+    forms, compiled = lean_forms(estimator, task, schema, X)
+    draft = draft.model_copy(update={"compiled": compiled})
+    manifest = store.publish(name, payload, fmt, draft, signing_key, forms)
     return TrainResult(manifest=manifest, path=store.version_dir(manifest.name, manifest.version))
 
 

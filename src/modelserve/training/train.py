@@ -34,7 +34,6 @@ from modelserve.core.manifest import (
     Task,
     TrainingData,
 )
-from modelserve.core.predictor import linear_attachment
 from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
 from modelserve.core.store import (
     LoadPolicy,
@@ -44,6 +43,7 @@ from modelserve.core.store import (
     serialize,
     validate_model_name,
 )
+from modelserve.training.compile import lean_forms
 from modelserve.training.report import build_report
 from modelserve.training.tabular import (
     Column,
@@ -408,7 +408,9 @@ def train(
         draft.metrics,
         classes,
     )
-    attachments = {**report, **linear_attachment(estimator, kind.task, draft.input_schema)}
+    forms, compiled = lean_forms(estimator, kind.task, schema, X_test)
+    draft = draft.model_copy(update={"compiled": compiled})
+    attachments = {**report, **forms}
     payload = serialize(estimator, config.format)
     check_servable(config.name, estimator, payload, config.format, trusted, X_test)
     manifest = store.publish(config.name, payload, config.format, draft, signing_key, attachments)

@@ -1,0 +1,96 @@
+"""Answers from a compiled form: raw scores from the trees, then the head's answer.
+
+Each step copies what the estimator's own ``predict`` / ``predict_proba`` does after its trees
+(the averaging of a forest, the ``>`` or ``>=`` of a boosted binary classifier, SciPy's
+``expit``, scikit-learn's ``softmax``), so that the two agree to the last bit.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from modelserve.core.compiled.form import CompiledForm, Trees
+
+_kernel: ModuleType | None = None
+
+
+def _machine_code() -> ModuleType:
+    """The kernel module, imported (with numba) and warmed up when a form is first evaluated."""
+    global _kernel  # noqa: PLW0603 - imported once, on first use
+    if _kernel is None:
+        from modelserve.core.compiled import kernel  # noqa: PLC0415
+
+        kernel.warm_up()
+        _kernel = kernel
+    return _kernel
+
+
+def scores(trees: Trees, X: np.ndarray) -> np.ndarray:
+    """Raw scores, rows x outputs: the trees' sum onto ``init`` (averaged for a forest)."""
+    rows = np.ascontiguousarray(X, dtype=np.float32 if trees.float32_input else np.float64)
+    out = np.zeros((rows.shape[0], trees.n_outputs))
+    out += trees.init
+    _machine_code().accumulate(
+        rows,
+        trees.nodes,
+        trees.roots,
+        trees.columns,
+        trees.values,
+        trees.category_refs,
+        trees.category_sets,
+        out,
+    )
+    if trees.average:
+        out /= trees.n_trees
+    return out
+
+
+def answer(
+    form: CompiledForm, X: np.ndarray, *, probabilities: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(predictions, probabilities or None)`` for a float64 matrix of the model's inputs."""
+    raw = scores(form.trees, X)
+    if form.head == "value":
+        return raw[:, 0].copy(), None
+    classes = _labels(form)
+    if form.head == "proba":
+        return classes.take(np.argmax(raw, axis=1)), raw if probabilities else None
+    if form.head == "logit":
+        logit = raw[:, 0].copy()
+        positive = logit >= 0 if form.zero_is_positive else logit > 0
+        predictions = classes.take(positive.astype(np.intp))
+        if not probabilities:
+            return predictions, None
+        proba = np.empty((logit.shape[0], 2))
+        upper = np.empty(logit.shape[0])
+        _machine_code().expit(logit, upper)
+        proba[:, 1] = upper
+        proba[:, 0] = 1 - proba[:, 1]
+        return predictions, proba
+    predictions = classes.take(np.argmax(raw, axis=1))
+    if not probabilities:
+        return predictions, None
+    return predictions, _softmax(np.asfortranarray(raw) if form.fortran_scores else raw)
+
+
+def _softmax(X: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``utils.extmath.softmax``, step for step."""
+    X = np.asarray(X, copy=True)
+    X -= np.max(X, axis=1).reshape((-1, 1))
+    np.exp(X, out=X)
+    X /= np.sum(X, axis=1).reshape((-1, 1))
+    return X
+
+
+def _labels(form: CompiledForm) -> np.ndarray:
+    classes = form.classes or ()
+    if any(isinstance(c, str) for c in classes):
+        labels = np.empty(len(classes), dtype=object)
+        labels[:] = classes
+        return labels
+    return np.asarray(classes)
+
+
+__all__ = ["answer", "scores"]
