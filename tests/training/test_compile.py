@@ -26,8 +26,9 @@ from sklearn.svm import SVR
 from modelserve.core.compiled import loads
 from modelserve.core.compiled.evaluate import answer
 from modelserve.core.compiled.form import LEAF
-from modelserve.core.compiled.verify import disagreement, stress_rows
+from modelserve.core.compiled.verify import disagreement, stress_columns
 from modelserve.core.manifest import COMPILED_FILE, FeatureSchema, FeatureSpec
+from modelserve.core.predictor import estimator_answers
 from modelserve.training.compile import NotCompilable, compile_estimator, compiled_attachment
 
 FEATURES = 5
@@ -121,7 +122,8 @@ def test_the_form_answers_as_the_estimator_on_held_out_and_stress_rows(
 ) -> None:
     estimator, task, X, missing = fitted
     form = loads(compile_estimator(estimator, task).dumps())
-    rows = stress_rows(form.trees, X, nullable=[missing] * FEATURES, limit=50_000)
+    columns = stress_columns(form, _schema(missing), _columns(X), limit=50_000)
+    rows = np.column_stack(columns)
     assert len(rows) > 100
     _agree(form, estimator, np.vstack([X, rows]), task)
     # One row at a time, as a single request sends it.
@@ -149,7 +151,7 @@ def test_rows_on_every_threshold_are_checked(fitted: tuple[Any, str, np.ndarray,
     nodes = form.trees.nodes
     # A split that sends only missing values one way has an infinite threshold: no row holds it.
     splits = nodes[((nodes["flags"] & LEAF) == 0) & np.isfinite(nodes["threshold"])]
-    rows = stress_rows(form.trees, X, nullable=[False] * FEATURES, limit=1_000_000)
+    rows = np.column_stack(stress_columns(form, _schema(), _columns(X), limit=1_000_000))
     for node in splits[:: max(1, len(splits) // 50)]:
         assert (rows[:, node["feature"]] == node["threshold"]).any()
 
@@ -162,8 +164,9 @@ def test_a_wrong_threshold_is_found_by_the_check() -> None:
     split = int(np.flatnonzero((nodes["flags"] & LEAF) == 0)[0])
     # Trees compare float32(x): moved to the next float32 value, one input now goes left.
     nodes["threshold"][split] = float(np.nextafter(np.float32(nodes["threshold"][split]), np.inf))
-    rows = stress_rows(form.trees, X, nullable=[False] * FEATURES, limit=100_000)
-    reason = disagreement(form, forest, np.vstack([X, rows]), classifier=False)
+    schema = _schema()
+    columns = stress_columns(form, schema, _columns(X), limit=100_000)
+    reason = disagreement(form, estimator_answers(forest, schema), columns, classifier=False)
     assert reason is not None
     assert "the compiled form disagrees with the estimator" in reason
     assert "rows differ" in reason
@@ -178,11 +181,17 @@ def test_an_estimator_without_a_compiled_form_says_why() -> None:
         compile_estimator(forest, "regression")
 
 
-def _schema() -> FeatureSchema:
+def _schema(missing: bool = False) -> FeatureSchema:
     return FeatureSchema(
         count=FEATURES,
-        features=[FeatureSpec(name=f"x{i}", mean=0.0, std=1.0) for i in range(FEATURES)],
+        features=[
+            FeatureSpec(name=f"x{i}", mean=0.0, std=1.0, nullable=missing) for i in range(FEATURES)
+        ],
     )
+
+
+def _columns(X: np.ndarray) -> tuple[np.ndarray, ...]:
+    return tuple(X[:, i].copy() for i in range(X.shape[1]))
 
 
 def test_the_attachment_is_published_only_when_verified() -> None:

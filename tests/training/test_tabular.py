@@ -62,7 +62,10 @@ def test_the_penguins_schema_says_each_column_type_and_what_the_model_takes(
     ]
     assert manifest.output.classes == ["Adelie", "Chinstrap", "Gentoo"]
     assert manifest.metrics["accuracy"] > 0.9
-    assert set(manifest.attachments) == {"report.png", "report.json"}
+    # No linear form for a pipeline; the compiled form of its steps and trees, checked.
+    assert set(manifest.attachments) == {"report.png", "report.json", "compiled.bin"}
+    assert manifest.compiled is not None
+    assert manifest.compiled.verified
 
 
 def test_one_hot_models_refuse_unseen_categories_only_where_they_must(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
-from modelserve.core.batch import Batch, Prediction, checked
+from modelserve.core.batch import Batch, Prediction, checked, checked_table
 from modelserve.core.compiled import CompiledForm, evaluate, verify
 from modelserve.core.errors import (
     IntegrityError,
@@ -146,8 +147,12 @@ class Predictor:
                 self._check_compiled(estimator)
             form = self._compiled
             if form is not None and not self._compiled_timed:
+                schema = self.manifest.input_schema
                 self.compiled_up_to = verify.fastest_up_to(
-                    form, estimator, self.manifest.input_schema
+                    form,
+                    schema,
+                    estimator_answers(estimator, schema),
+                    matrix=all(f.dtype != "string" for f in schema.features),
                 )
                 self._compiled_timed = True
                 logger.info(
@@ -164,8 +169,9 @@ class Predictor:
         """Use the compiled form only if it answers exactly as ``estimator`` on stress rows."""
         form = self._compiled
         assert form is not None  # noqa: S101 - called only with a form
+        schema = self.manifest.input_schema
         reason, rows = verify.check(
-            form, estimator, self.manifest.input_schema, classifier=self.is_classifier
+            form, schema, estimator_answers(estimator, schema), classifier=self.is_classifier
         )
         self._compiled_checked = True
         if reason is not None:
@@ -325,14 +331,16 @@ class Predictor:
         limit = self.compiled_up_to
         if compiled is not None and (limit is None or len(batch) <= limit):
             predictions, probabilities = evaluate.answer(
-                compiled, batch.rows, probabilities=batch.return_probabilities
+                compiled,
+                batch.table if batch.table is not None else batch.rows,
+                probabilities=batch.return_probabilities,
             )
             if probabilities is None:
                 return Prediction(predictions=predictions)
             return Prediction(
                 predictions=predictions,
                 classes=list(self.manifest.output.classes or []),
-                probabilities=probabilities,
+                probabilities=np.ascontiguousarray(probabilities),
             )
         if linear is not None:
             coef, intercept = linear
@@ -454,6 +462,29 @@ FLOAT32_ESTIMATORS = frozenset(
 )
 """Estimators that cast their inputs to float32 before comparing them with their thresholds."""
 
+
+def estimator_answers(estimator: Any, schema: FeatureSchema) -> verify.Expected:
+    """The estimator's ``(predictions, probabilities or None)`` for rows given as columns (a
+    checked batch's), taken as the server gives them: a float64 matrix or a DataFrame."""
+
+    def expected(
+        columns: tuple[np.ndarray, ...], probabilities: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        inputs = (
+            np.column_stack(columns)
+            if schema.form == "matrix"
+            else as_frame(schema, checked_table(columns))
+        )
+        with warnings.catch_warnings():  # unseen categories, on purpose: not worth a warning
+            warnings.simplefilter("ignore", UserWarning)
+            predictions = np.asarray(estimator.predict(inputs))
+            if not probabilities:
+                return predictions, None
+            return predictions, np.asarray(estimator.predict_proba(inputs))
+
+    return expected
+
+
 _LINEAR_REGRESSORS = frozenset(
     {
         "sklearn.linear_model._base.LinearRegression",
@@ -510,4 +541,4 @@ def _linear_of(
     return coef, np.float64(intercept)
 
 
-__all__ = ["Batch", "Prediction", "Predictor", "linear_attachment"]
+__all__ = ["Batch", "Prediction", "Predictor", "estimator_answers", "linear_attachment"]

@@ -138,6 +138,7 @@ class ModelRegistry:
         self.max_rows = settings.max_rows
         self.max_problems = settings.max_error_details
         self.strict_readiness = settings.strict_readiness
+        self.compiled_forms = settings.compiled_forms
         self._unservable: frozenset[str] = frozenset()
         self._models: Mapping[str, ModelState] = MappingProxyType({})
         self._lock = threading.Lock()  # one writer at a time; readers never wait
@@ -171,11 +172,13 @@ class ModelRegistry:
         raise first
 
     def _load_version(self, name: str, version: int, defer: bool) -> Predictor:
-        artifact = self.store.load(name, version, self.policy, defer_estimator=defer)
+        artifact = self.store.load(
+            name, version, self.policy, defer_estimator=defer, compiled=self.compiled_forms
+        )
         exact = artifact.manifest.version
 
         def load_estimator() -> LoadedArtifact:
-            return self.store.load(name, exact, self.policy)
+            return self.store.load(name, exact, self.policy, compiled=False)
 
         predictor = Predictor(
             artifact,

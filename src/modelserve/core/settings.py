@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 public key (PEM); unsigned or badly signed versions are then refused.",
     )
+    compiled_forms: bool = Field(
+        default=True,
+        description=(
+            "Answer from a version's verified compiled form (compiled.bin: tree ensembles, and "
+            "pipelines ending in one) where it is faster than scikit-learn; false answers every "
+            "version with scikit-learn itself."
+        ),
+    )
     micro_batching: bool = Field(
         default=True,
         description=(

@@ -357,6 +357,7 @@ class ModelStore:
         policy: LoadPolicy,
         *,
         defer_estimator: bool = False,
+        compiled: bool = True,
     ) -> LoadedArtifact:
         """Verify one version against its manifest and deserialize it under ``policy``.
 
@@ -367,7 +368,9 @@ class ModelStore:
         the same way (signature, manifest, model file's sha256, library version, the linear
         form's own sha256) but not deserialized: the artifact carries the linear form and no
         estimator, so the server can answer before scikit-learn is even imported. The caller
-        loads the estimator later and checks the two agree (see ``Predictor.confirm``).
+        loads the estimator later and checks the two agree (see ``Predictor.confirm``). A version
+        published with ``compiled.bin`` is deferred the same way; ``compiled=False`` leaves that
+        form unread (the server's ``compiled_forms`` setting).
         """
         manifest = self.read_manifest(name, version, policy.verify_key)
         label = f"{manifest.name} v{manifest.version}"
@@ -414,9 +417,11 @@ class ModelStore:
                     f"{label}: not a readable skops file: {manifest.model_file} "
                     f"{exc.strerror}; refusing to open it"
                 ) from exc
-        compiled, compiled_error = self._compiled_form(manifest)
-        if defer_estimator and compiled is not None:
-            return LoadedArtifact(manifest=manifest, estimator=None, compiled=compiled)
+        form, form_error = self._compiled_form(manifest) if compiled else (None, None)
+        if not compiled and COMPILED_FILE in manifest.attachments:
+            form_error = "compiled forms are switched off (MODELSERVE_COMPILED_FORMS=false)"
+        if defer_estimator and form is not None:
+            return LoadedArtifact(manifest=manifest, estimator=None, compiled=form)
         if defer_estimator and LINEAR_FILE in manifest.attachments:
             linear = self._linear_form(manifest)
             if linear is not None:
@@ -424,10 +429,7 @@ class ModelStore:
         estimator = deserialize(label, payload, manifest.format, policy)
         _check_estimator(label, estimator, manifest)
         return LoadedArtifact(
-            manifest=manifest,
-            estimator=estimator,
-            compiled=compiled,
-            compiled_error=compiled_error,
+            manifest=manifest, estimator=estimator, compiled=form, compiled_error=form_error
         )
 
     def _compiled_form(self, manifest: Manifest) -> tuple[CompiledForm | None, str | None]:
@@ -437,12 +439,12 @@ class ModelStore:
         the model's inputs is not used; the version is served by its estimator instead.
         """
         if COMPILED_FILE not in manifest.attachments:
-            return None, None
+            return None, None  # the manifest's own ``compiled.reason`` says why
         try:
             form = compiled.loads(self.read_attachment(manifest, COMPILED_FILE))
-            if form.trees.n_features != manifest.input_schema.count:
+            if form.n_inputs != manifest.input_schema.count:
                 raise compiled.CompiledFormError(
-                    f"it takes {form.trees.n_features} features, not the model's "
+                    f"it takes {form.n_inputs} features, not the model's "
                     f"{manifest.input_schema.count}"
                 )
         except (IntegrityError, AttachmentNotFoundError, compiled.CompiledFormError) as exc:

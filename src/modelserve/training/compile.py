@@ -8,6 +8,10 @@ it with the estimator's own answers before it is published.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,9 +27,10 @@ from modelserve.core.compiled.form import (
     check_head,
     check_trees,
 )
+from modelserve.core.compiled.steps import Program
 from modelserve.core.compiled.verify import check
 from modelserve.core.manifest import COMPILED_FILE, CompiledInfo, FeatureSchema, Task
-from modelserve.core.predictor import linear_attachment
+from modelserve.core.predictor import estimator_answers, linear_attachment
 
 
 class NotCompilable(Exception):  # noqa: N818 - a reason, not a failure: the estimator serves
@@ -52,20 +57,192 @@ def class_path(estimator: Any) -> str:
     return f"{type(estimator).__module__}.{type(estimator).__qualname__}"
 
 
-def compile_estimator(estimator: Any, task: Task) -> CompiledForm:
-    """The compiled form of ``estimator``; raise NotCompilable with the reason if it has none."""
-    name = class_path(estimator)
+def compile_estimator(
+    estimator: Any, task: Task, schema: FeatureSchema | None = None
+) -> CompiledForm:
+    """The compiled form of ``estimator`` (a tree ensemble, alone or at the end of a
+    ``Pipeline`` of standard steps); raise NotCompilable with the reason if it has none.
+    ``schema``: the model's features, which a pipeline's first step takes."""
+    programs: list[Program] | None = None
+    model = estimator
+    if class_path(estimator) == _PIPELINE:
+        if schema is None:
+            raise NotCompilable("a pipeline is compiled against its features' schema")
+        programs = [Program(i) for i in range(schema.count)]
+        for _, step in estimator.steps[:-1]:
+            programs = _transform(step, programs, schema.names)
+        model = estimator.steps[-1][1]
+        if class_path(model) not in _FORESTS | _BOOSTING | _HIST_BOOSTING:
+            raise NotCompilable(
+                f"no compiled form for a pipeline that ends in {type(model).__name__}"
+            )
+    name = class_path(model)
+    if name in _HIST_BOOSTING and getattr(model, "_preprocessor", None) is not None:
+        # Its categorical features are encoded by its own ColumnTransformer first.
+        start = (
+            programs if programs is not None else [Program(i) for i in range(model.n_features_in_)]
+        )
+        programs = _transform(model._preprocessor, start, None)
     if name in _FORESTS:
-        form = _forest(estimator, task)
+        form = _forest(model, task)
     elif name in _BOOSTING:
-        form = _boosting(estimator, task)
+        form = _boosting(model, task)
     elif name in _HIST_BOOSTING:
-        form = _hist_boosting(estimator, task)
+        form = _hist_boosting(model, task)
     else:
         raise NotCompilable(f"no compiled form for {type(estimator).__name__}")
+    if programs is not None:
+        if len(programs) != form.trees.n_features:
+            raise NotCompilable(
+                f"the preprocessing gives {len(programs)} columns, the trees take "
+                f"{form.trees.n_features}"
+            )
+        features = schema.count if schema is not None else model.n_features_in_
+        form = replace(form, columns=tuple(programs), features=features)
     check_trees(form.trees)
     check_head(form)
     return form
+
+
+# -- preprocessing steps --------------------------------------------------------------------------
+
+
+def _transform(step: Any, columns: list[Program], names: list[str] | None) -> list[Program]:
+    """The column programs after a fitted preprocessing ``step`` takes ``columns``."""
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return columns
+    path = class_path(step)
+    transform = _STEPS.get(path)
+    if transform is None:
+        raise NotCompilable(f"no compiled form for the {type(step).__name__} step")
+    return transform(step, columns, names)
+
+
+def _column_transformer(
+    step: Any, columns: list[Program], names: list[str] | None
+) -> list[Program]:
+    fitted_names = getattr(step, "feature_names_in_", None)
+    if names is not None and fitted_names is not None and list(fitted_names) != names:
+        raise NotCompilable("the ColumnTransformer was fitted on other columns than the model's")
+    out: list[Program] = []
+    for name, transformer, _ in step.transformers_:
+        selected = [columns[i] for i in step._transformer_to_input_indices[name]]
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        out.extend(_transform(transformer, selected, None))
+    width = sum(s.stop - s.start for s in step.output_indices_.values())
+    if len(out) != width:
+        raise NotCompilable(f"the ColumnTransformer gives {width} columns, not {len(out)}")
+    return out
+
+
+def _pipeline(step: Any, columns: list[Program], names: list[str] | None) -> list[Program]:
+    for _, inner in step.steps:
+        columns = _transform(inner, columns, names)
+        names = None
+    return columns
+
+
+def _imputer(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    if not _is_nan(step.missing_values) or step.add_indicator:
+        raise NotCompilable("a SimpleImputer for other missing values, or with indicators")
+    statistics = list(np.asarray(step.statistics_).tolist())
+    if any(_is_nan(v) for v in statistics):
+        raise NotCompilable("a SimpleImputer with a feature that was empty in training")
+    return [_then(p, ("impute", v)) for p, v in zip(columns, statistics, strict=True)]
+
+
+def _standard_scaler(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    means = step.mean_ if step.with_mean else None
+    scales = step.scale_ if step.with_std else None
+    return [
+        _then(
+            p,
+            (
+                "standardize",
+                None if means is None else float(means[j]),
+                None if scales is None else float(scales[j]),
+            ),
+        )
+        for j, p in enumerate(columns)
+    ]
+
+
+def _min_max_scaler(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    low, high = (float(v) for v in step.feature_range) if step.clip else (None, None)
+    return [
+        _then(p, ("minmax", float(step.scale_[j]), float(step.min_[j]), low, high))
+        for j, p in enumerate(columns)
+    ]
+
+
+def _ordinal_encoder(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    if getattr(step, "_infrequent_enabled", False) or np.dtype(step.dtype) != np.float64:
+        raise NotCompilable("an OrdinalEncoder with infrequent categories or integer codes")
+    unknown = float(step.unknown_value) if step.handle_unknown == "use_encoded_value" else math.nan
+    out: list[Program] = []
+    for p, fitted in zip(columns, step.categories_, strict=True):
+        categories, has_missing = _categories(fitted)
+        missing = float(step.encoded_missing_value) if has_missing else unknown
+        out.append(_then(p, ("ordinal", categories, missing, unknown)))
+    return out
+
+
+def _one_hot_encoder(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    if getattr(step, "_infrequent_enabled", False):
+        raise NotCompilable("a OneHotEncoder with infrequent categories")
+    dropped = step.drop_idx_ if step.drop_idx_ is not None else [None] * len(columns)
+    out: list[Program] = []
+    for p, fitted, drop in zip(columns, step.categories_, dropped, strict=True):
+        categories, has_missing = _categories(fitted)
+        positions = list(range(len(categories))) + ([-1] if has_missing else [])
+        out.extend(
+            _then(p, ("indicator", categories, position))
+            for index, position in enumerate(positions)
+            if drop is None or index != drop
+        )
+    return out
+
+
+def _function_transformer(step: Any, columns: list[Program], _: list[str] | None) -> list[Program]:
+    func = step.func
+    if func is None:
+        return columns  # a ColumnTransformer's "passthrough", once fitted
+    if isinstance(func, partial) and getattr(func.func, "__name__", "") == "check_array":
+        return columns  # hist gradient boosting's own check of its numeric columns
+    raise NotCompilable("no compiled form for a FunctionTransformer")
+
+
+def _then(program: Program, op: tuple[Any, ...]) -> Program:
+    return Program(program.source, (*program.ops, op))
+
+
+def _categories(fitted: Any) -> tuple[tuple[Any, ...], bool]:
+    """An encoder's categories for one column, without the missing value it may end with."""
+    values = list(np.asarray(fitted).tolist())
+    has_missing = bool(values) and _is_nan(values[-1])
+    if has_missing:
+        values = values[:-1]
+    if not all(isinstance(v, str | int | float | bool) for v in values):
+        raise NotCompilable("categories that are not strings or numbers")
+    return tuple(values), has_missing
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+_PIPELINE = "sklearn.pipeline.Pipeline"
+_STEPS: dict[str, Callable[[Any, list[Program], list[str] | None], list[Program]]] = {
+    "sklearn.compose._column_transformer.ColumnTransformer": _column_transformer,
+    _PIPELINE: _pipeline,
+    "sklearn.impute._base.SimpleImputer": _imputer,
+    "sklearn.preprocessing._data.StandardScaler": _standard_scaler,
+    "sklearn.preprocessing._data.MinMaxScaler": _min_max_scaler,
+    "sklearn.preprocessing._encoders.OrdinalEncoder": _ordinal_encoder,
+    "sklearn.preprocessing._encoders.OneHotEncoder": _one_hot_encoder,
+    "sklearn.preprocessing._function_transformer.FunctionTransformer": _function_transformer,
+}
 
 
 PUBLISH_STRESS_ROWS = 20_000
@@ -87,24 +264,39 @@ def compiled_attachment(
     """``({"compiled.bin": ...}, its check)`` when ``estimator`` has a compiled form that gives
     exactly its answers on ``rows`` (held-out data, or the import's sample; None for none) and on
     stress rows; otherwise ``({}, why not)``."""
-    if schema.form != "matrix":
-        return {}, CompiledInfo(verified=False, reason="pipelines have no compiled form yet")
     try:
-        form = compile_estimator(estimator, task)
+        form = compile_estimator(estimator, task, schema)
     except NotCompilable as exc:
         return {}, CompiledInfo(verified=False, reason=str(exc))
-    base = None if rows is None else np.asarray(rows, dtype=np.float64).reshape(-1, schema.count)
+    base = None if rows is None or len(rows) == 0 else _columns(rows, schema)
     reason, checked = check(
         form,
-        estimator,
         schema,
+        estimator_answers(estimator, schema),
         classifier=task == "classification",
-        base=base if base is not None and len(base) else None,
+        base=base,
         limit=PUBLISH_STRESS_ROWS,
     )
     if reason is not None:
         return {}, CompiledInfo(verified=False, reason=reason, rows_checked=checked)
     return {COMPILED_FILE: form.dumps()}, CompiledInfo(verified=True, rows_checked=checked)
+
+
+def _columns(rows: Any, schema: FeatureSchema) -> tuple[np.ndarray, ...]:
+    """Rows (a matrix, or a DataFrame) as a checked batch's columns: numbers as float64, text
+    as objects, a missing value as NaN."""
+    columns = []
+    for i, feature in enumerate(schema.features):
+        values = rows[feature.name].to_numpy() if hasattr(rows, "iloc") else np.asarray(rows)[:, i]
+        if feature.dtype == "string":
+            column = np.empty(len(values), dtype=object)
+            column[:] = [v if isinstance(v, str) else math.nan for v in values]
+        else:
+            column = np.asarray(
+                [math.nan if v is None else v for v in values.tolist()], dtype=np.float64
+            )
+        columns.append(column)
+    return tuple(columns)
 
 
 # -- decision-tree ensembles ----------------------------------------------------------------------
@@ -180,10 +372,6 @@ def _decision_tree(tree: Any, value: np.ndarray, *, column: int, nan_aware: bool
 
 
 def _hist_boosting(model: Any, task: Task) -> CompiledForm:
-    if getattr(model, "_preprocessor", None) is not None:
-        raise NotCompilable(
-            "hist gradient boosting that encodes pandas categories itself has no compiled form"
-        )
     classes = _classes(model) if task == "classification" else None
     link = type(model._loss.link).__name__
     expected = "IdentityLink" if classes is None else ("LogitLink", "MultinomialLogit")

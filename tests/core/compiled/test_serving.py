@@ -12,7 +12,8 @@ import pytest
 from modelserve.core.errors import InvalidInputError
 from modelserve.core.manifest import COMPILED_FILE
 from modelserve.core.predictor import Predictor
-from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
+from modelserve.core.registry import ModelRegistry
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES, Settings
 from modelserve.core.store import LoadPolicy, ModelStore
 from modelserve.training.train import TrainConfig, train
 
@@ -151,3 +152,18 @@ def test_hist_gradient_boosting_takes_any_finite_number(trees_store: Path) -> No
     rows = [[0.0, 1e300, 0.0, -1e300]]
     served = predictor.predict(rows).predictions
     assert np.array_equal(served, predictor.estimator.predict(np.array(rows)))
+
+
+def test_compiled_forms_switched_off_serve_every_version_with_scikit_learn(
+    trees_store: Path,
+) -> None:
+    registry = ModelRegistry(Settings(store=trees_store, compiled_forms=False))
+    predictor = registry.load_predictor("forest", defer=True)
+    assert predictor.confirmed  # nothing to serve from before the estimator loads
+    assert predictor.engine == "scikit-learn"
+    assert predictor.compiled_reason == (
+        "compiled forms are switched off (MODELSERVE_COMPILED_FORMS=false)"
+    )
+    on = ModelRegistry(Settings(store=trees_store)).load_predictor("forest", defer=True)
+    assert on.engine == "compiled"
+    assert np.array_equal(predictor.predict(ROWS).predictions, on.predict(ROWS).predictions)

@@ -13,6 +13,9 @@ import numpy as np
 
 from modelserve.core.compiled.form import CompiledForm, Trees
 
+Inputs = np.ndarray | tuple[np.ndarray, ...]
+"""A checked batch's values: its float64 matrix, or one 1-D array per feature."""
+
 _kernel: ModuleType | None = None
 
 
@@ -47,11 +50,22 @@ def scores(trees: Trees, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def model_matrix(form: CompiledForm, inputs: Inputs) -> np.ndarray:
+    """The float64 matrix the trees take: the inputs through the form's column programs."""
+    plan = form.plan
+    if plan is None:
+        return inputs if isinstance(inputs, np.ndarray) else np.column_stack(inputs)
+    columns = (
+        inputs if isinstance(inputs, tuple) else tuple(inputs[:, i] for i in range(inputs.shape[1]))
+    )
+    return plan.run(columns)
+
+
 def answer(
-    form: CompiledForm, X: np.ndarray, *, probabilities: bool
+    form: CompiledForm, inputs: Inputs, *, probabilities: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(predictions, probabilities or None)`` for a float64 matrix of the model's inputs."""
-    raw = scores(form.trees, X)
+    """``(predictions, probabilities or None)`` for a checked batch's values."""
+    raw = scores(form.trees, model_matrix(form, inputs))
     if form.head == "value":
         return raw[:, 0].copy(), None
     classes = _labels(form)
@@ -93,4 +107,4 @@ def _labels(form: CompiledForm) -> np.ndarray:
     return np.asarray(classes)
 
 
-__all__ = ["answer", "scores"]
+__all__ = ["Inputs", "answer", "model_matrix", "scores"]

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import orjson
+
+from modelserve.core.compiled.steps import Plan, Program, StepError, from_json, to_json
 
 MAGIC = b"MSFORM\x00\x01"
 _HEADER_LIMIT = 1 << 20
@@ -80,7 +83,9 @@ class Trees:
 
 @dataclass(frozen=True, eq=False)
 class CompiledForm:
-    """A model that predicts without scikit-learn: a tree ensemble and its answer's head."""
+    """A model that predicts without scikit-learn: its preprocessing (``columns``: one program
+    per column the trees take, see :mod:`~modelserve.core.compiled.steps`; None when they take
+    the model's features as they are), a tree ensemble, and its answer's head."""
 
     trees: Trees
     head: Head
@@ -91,6 +96,19 @@ class CompiledForm:
     fortran_scores: bool = False
     """``softmax`` head: the estimator computes it on a Fortran-ordered array (hist gradient
     boosting); the same order gives the same bits."""
+    columns: tuple[Program, ...] | None = None
+    features: int | None = None
+    """How many features the column programs read (the model's own); None without programs."""
+
+    @cached_property
+    def plan(self) -> Plan | None:
+        """The column programs made ready to run (built on first use)."""
+        return None if self.columns is None else Plan(self.columns)
+
+    @property
+    def n_inputs(self) -> int:
+        """How many features the form takes: the model's own, before any preprocessing."""
+        return self.trees.n_features if self.features is None else self.features
 
     def dumps(self) -> bytes:
         """The form as ``compiled.bin`` bytes."""
@@ -119,6 +137,8 @@ class CompiledForm:
                 "classes": None if self.classes is None else list(self.classes),
                 "zero_is_positive": self.zero_is_positive,
                 "fortran_scores": self.fortran_scores,
+                "columns": None if self.columns is None else to_json(self.columns),
+                "features": self.features,
                 "trees": {
                     "n_features": trees.n_features,
                     "float32_input": trees.float32_input,
@@ -191,6 +211,17 @@ def _build(header: dict[str, Any], body: memoryview) -> CompiledForm:
         average=_bool(spec["average"], "average"),
     )
     check_trees(trees)
+    columns, features = header["columns"], header["features"]
+    if (columns is None) != (features is None):
+        raise CompiledFormError("column programs and the number of features they read go together")
+    try:
+        programs = None if columns is None else from_json(columns, _int(features, "features"))
+    except StepError as exc:
+        raise CompiledFormError(str(exc)) from exc
+    if programs is not None and len(programs) != trees.n_features:
+        raise CompiledFormError(
+            f"{len(programs)} column programs for trees that take {trees.n_features} columns"
+        )
     head = header["head"]
     if head not in _HEADS:
         raise CompiledFormError(f"unknown head {head!r}")
@@ -201,6 +232,8 @@ def _build(header: dict[str, Any], body: memoryview) -> CompiledForm:
         classes=None if classes is None else tuple(_class(c) for c in classes),
         zero_is_positive=_bool(header["zero_is_positive"], "zero_is_positive"),
         fortran_scores=_bool(header["fortran_scores"], "fortran_scores"),
+        columns=programs,
+        features=features,
     )
     check_head(form)
     return form

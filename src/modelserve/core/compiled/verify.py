@@ -2,40 +2,90 @@
 
 A form is used only where it gives *exactly* the estimator's own ``predict`` (and
 ``predict_proba``) on rows chosen to find a difference: the given rows (held-out data at
-publish), then one row per stress value set into one feature of a base row — every split
-threshold the trees use and the float64 numbers either side of it (for decision trees, which
-compare ``float32(x)``, also the float32 numbers around it), every category code a categorical
-split can see plus codes outside them, and a missing value in each feature that may be missing.
-When there are more thresholds than the budget allows, a seeded sample of them is taken, so a
-check is repeatable.
+publish, synthetic rows around the training statistics at load), then one row per stress value
+set into one feature of a base row —
+
+- every split threshold the trees use and the float64 numbers either side of it (for decision
+  trees, which compare ``float32(x)``, also the float32 numbers around it), carried back through
+  the preprocessing to the feature it comes from where that is arithmetic (imputing, scaling);
+- every category code a categorical split can see, and codes outside them;
+- every category of a categorical feature, and one it has never seen where the model takes it;
+- a missing value in each feature that may be missing.
+
+When there are more stress values than the budget allows, a seeded sample of them is taken, so
+a check is repeatable. Rows are given as one 1-D array per feature (a checked batch's columns);
+``expected`` turns them into the estimator's own answers.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from modelserve.core.compiled.evaluate import answer
+from modelserve.core.compiled.evaluate import Inputs, answer
 from modelserve.core.compiled.form import CATEGORICAL, LEAF, CompiledForm, Trees
-from modelserve.core.manifest import FeatureSchema
+from modelserve.core.compiled.steps import Op
+from modelserve.core.manifest import FeatureSchema, FeatureSpec
+
+Columns = tuple[np.ndarray, ...]
+Expected = Callable[[Columns, bool], tuple[np.ndarray, np.ndarray | None]]
+"""The estimator's ``(predictions, probabilities or None)`` for rows given as columns."""
 
 _CODES_OUTSIDE = (-1.0, 255.0, 256.0, 300.0, 70000.0)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_UNSEEN = "\x00never seen in training"
+
+LOAD_ROWS = 256
+"""Synthetic base rows a form is checked on at load (the held-out rows are not stored)."""
+LOAD_STRESS_ROWS = 4096
+"""Most stress rows a form is checked on at load."""
+MEASURED_SIZES = (1, 32, 256, 2048)
+"""Batch sizes at which a form and its estimator are timed, at load."""
 
 
-def synthetic_rows(schema: FeatureSchema, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` rows spread around each feature's training mean (three standard deviations)."""
+def synthetic_columns(schema: FeatureSchema, count: int, seed: int = 0) -> Columns:
+    """``count`` rows of each feature's type: numbers spread three standard deviations around
+    the training mean, categories drawn from those seen, a missing value now and then in a
+    feature that may be missing."""
     rng = np.random.default_rng(seed)
-    mean = np.array([f.mean or 0.0 for f in schema.features])
-    spread = np.array([f.std or 1.0 for f in schema.features])
-    rows = mean + spread * rng.normal(scale=3.0, size=(count, len(mean)))
-    return np.vstack([mean, rows])
+    columns: list[np.ndarray] = []
+    for index, feature in enumerate(schema.features):
+        column = _synthetic(feature, count, rng)
+        if feature.nullable:
+            column[index % 7 :: 7] = np.nan
+        columns.append(column)
+    return tuple(columns)
+
+
+def _synthetic(feature: FeatureSpec, count: int, rng: np.random.Generator) -> np.ndarray:
+    if feature.categories:
+        picked = [feature.categories[i] for i in rng.integers(0, len(feature.categories), count)]
+        return _column(feature, picked)
+    if feature.dtype == "string":
+        return _column(feature, [f"text {i}" for i in rng.integers(0, 50, count)])
+    if feature.dtype == "bool":
+        return rng.integers(0, 2, count).astype(np.float64)
+    mean, spread = feature.mean or 0.0, feature.std or 1.0
+    values = mean + spread * rng.normal(scale=3.0, size=count)
+    values[0] = mean
+    return np.round(values) if feature.dtype == "int64" else values
+
+
+def _column(feature: FeatureSpec, values: list[Any]) -> np.ndarray:
+    if feature.dtype == "string":
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        return column
+    return np.asarray(values, dtype=np.float64)
 
 
 def stress_values(trees: Trees) -> list[tuple[int, float]]:
-    """``(feature, value)`` pairs at and around every split of ``trees``."""
+    """``(tree input, value)`` pairs at and around every split of ``trees``."""
     nodes = trees.nodes
     flags = nodes["flags"]
     numeric = (flags & (LEAF | CATEGORICAL)) == 0
@@ -53,8 +103,7 @@ def stress_values(trees: Trees) -> list[tuple[int, float]]:
                 float(np.nextafter(single, np.float32(-np.inf))),
                 float(np.nextafter(single, np.float32(np.inf))),
             }
-        if trees.float32_input:  # the estimator refuses what float32 cannot hold
-            around = {v for v in around if abs(v) <= _FLOAT32_MAX}
+            around = {v for v in around if abs(v) <= _FLOAT32_MAX}  # the estimator refuses more
         values.extend((int(feature), float(v)) for v in sorted(around) if np.isfinite(v))
     categorical = (flags & CATEGORICAL) != 0
     for feature in np.unique(nodes["feature"][categorical & ((flags & LEAF) == 0)]):
@@ -63,43 +112,90 @@ def stress_values(trees: Trees) -> list[tuple[int, float]]:
     return values
 
 
-def stress_rows(
-    trees: Trees,
-    base: np.ndarray,
-    *,
-    nullable: list[bool],
-    limit: int,
-    seed: int = 0,
-) -> np.ndarray:
-    """Base rows with one stress value set in each (at most ``limit`` rows, sampled evenly)."""
-    values = stress_values(trees)
-    values += [(i, float("nan")) for i, may_miss in enumerate(nullable) if may_miss]
+def feature_stress(form: CompiledForm, schema: FeatureSchema) -> list[tuple[int, Any]]:
+    """``(feature, value)`` pairs that put the model's own features at the stress values."""
+    stress: list[tuple[int, Any]] = []
+    for column, value in stress_values(form.trees):
+        if form.columns is None:
+            stress.append((column, value))
+            continue
+        program = form.columns[column]
+        raw = _invert(program.ops, value)
+        if raw is not None:
+            feature = schema.features[program.source]
+            stress.extend((program.source, v) for v in _near(raw, feature))
+    for index, feature in enumerate(schema.features):
+        if feature.categories:
+            stress.extend((index, c) for c in feature.categories)
+            if feature.accepts_unseen:
+                stress.append((index, _unseen(feature)))
+        if feature.nullable:
+            stress.append((index, math.nan))
+    return stress
+
+
+def _invert(ops: tuple[Op, ...], value: float) -> float | None:
+    """The input that ``ops`` turn into ``value``, where they are arithmetic; else None."""
+    x = value
+    for op in reversed(ops):
+        if op[0] == "standardize":
+            x = x * op[2] if op[2] is not None else x
+            x = x + op[1] if op[1] is not None else x
+        elif op[0] == "minmax":
+            x = (x - op[2]) / op[1]
+        elif op[0] != "impute":
+            return None
+    return x if math.isfinite(x) else None
+
+
+def _near(value: float, feature: FeatureSpec) -> list[float]:
+    """``value`` and its neighbours, as the feature can hold them."""
+    if feature.dtype == "bool" or feature.categories:
+        return []
+    if feature.dtype == "int64":
+        return [float(math.floor(value)), float(math.ceil(value))]
+    down = np.nextafter(value, -np.inf)
+    up = np.nextafter(value, np.inf)
+    return [float(np.nextafter(down, -np.inf)), float(down), value, float(up)]
+
+
+def _unseen(feature: FeatureSpec) -> Any:
+    if feature.dtype == "string":
+        return _UNSEEN
+    numbers = [float(c) for c in feature.categories or [0]]
+    return max(numbers) + 1
+
+
+def stress_columns(
+    form: CompiledForm, schema: FeatureSchema, base: Columns, *, limit: int, seed: int = 0
+) -> Columns:
+    """Base rows with one stress value set in each (at most ``limit`` rows, a seeded sample)."""
+    values = feature_stress(form, schema)
     if len(values) > limit:
-        rng = np.random.default_rng(seed)
-        picked = rng.choice(len(values), size=limit, replace=False)
+        picked = np.random.default_rng(seed).choice(len(values), size=limit, replace=False)
         values = [values[i] for i in np.sort(picked)]
-    rows = base[np.arange(len(values)) % len(base)].copy()
+    take = np.arange(len(values)) % len(base[0])
+    columns = [column[take].copy() for column in base]
     for row, (feature, value) in enumerate(values):
-        rows[row, feature] = value
-    return rows
+        columns[feature][row] = value
+    return tuple(columns)
 
 
 def disagreement(
-    form: CompiledForm, estimator: Any, rows: np.ndarray, *, classifier: bool
+    form: CompiledForm, expected: Expected, columns: Columns, *, classifier: bool
 ) -> str | None:
-    """Why the form's answers on ``rows`` are not exactly the estimator's, or None if they are."""
-    ours, ours_proba = answer(form, rows, probabilities=classifier)
-    theirs = np.asarray(estimator.predict(rows))
+    """Why the form's answers on ``columns`` are not exactly the estimator's, or None."""
+    ours, ours_proba = answer(form, columns, probabilities=classifier)
+    theirs, theirs_proba = expected(columns, classifier)
     difference = _first_difference(ours, theirs, "prediction")
     if difference is None and classifier:
-        theirs_proba = np.asarray(estimator.predict_proba(rows))
         assert ours_proba is not None  # noqa: S101 - answer() returns them when asked
+        assert theirs_proba is not None  # noqa: S101
         difference = _first_difference(ours_proba, theirs_proba, "probabilities")
     if difference is None:
         return None
-    return f"the compiled form disagrees with the estimator on {len(rows):,} checked rows: " + (
-        difference
-    )
+    rows = len(columns[0])
+    return f"the compiled form disagrees with the estimator on {rows:,} checked rows: {difference}"
 
 
 def _first_difference(ours: np.ndarray, theirs: np.ndarray, what: str) -> str | None:
@@ -119,53 +215,48 @@ def _first_difference(ours: np.ndarray, theirs: np.ndarray, what: str) -> str | 
     )
 
 
-LOAD_ROWS = 256
-"""Synthetic base rows a form is checked on at load (the held-out rows are not stored)."""
-LOAD_STRESS_ROWS = 4096
-"""Most stress rows a form is checked on at load."""
-
-
 def check(
     form: CompiledForm,
-    estimator: Any,
     schema: FeatureSchema,
+    expected: Expected,
     *,
     classifier: bool,
-    base: np.ndarray | None = None,
+    base: Columns | None = None,
     limit: int = LOAD_STRESS_ROWS,
 ) -> tuple[str | None, int]:
-    """``(why the form disagrees or None, rows checked)``: ``base`` rows (synthetic ones around
-    the training means when None) and their stress rows."""
-    rows = synthetic_rows(schema, LOAD_ROWS) if base is None else base
-    stress = stress_rows(
-        form.trees, rows, nullable=[f.nullable for f in schema.features], limit=limit
-    )
-    checked = np.vstack([rows, stress])
-    return disagreement(form, estimator, checked, classifier=classifier), len(checked)
-
-
-MEASURED_SIZES = (1, 32, 256, 2048)
-"""Batch sizes at which a form and its estimator are timed, at load."""
+    """``(why the form disagrees or None, rows checked)``: ``base`` rows (synthetic ones when
+    None) and their stress rows."""
+    rows = synthetic_columns(schema, LOAD_ROWS) if base is None else base
+    stress = stress_columns(form, schema, rows, limit=limit)
+    checked = tuple(np.concatenate([a, b]) for a, b in zip(rows, stress, strict=True))
+    return disagreement(form, expected, checked, classifier=classifier), len(checked[0])
 
 
 def fastest_up_to(
-    form: CompiledForm, estimator: Any, schema: FeatureSchema, *, repeats: int = 3
+    form: CompiledForm,
+    schema: FeatureSchema,
+    expected: Expected,
+    *,
+    matrix: bool,
+    repeats: int = 3,
 ) -> int | None:
     """The largest measured batch size up to which the form is faster than the estimator at
-    every measured size; None when it is faster at all of them, 0 when at none."""
-    rows = synthetic_rows(schema, max(MEASURED_SIZES))
+    every measured size; None when it is faster at all of them, 0 when at none. ``matrix``:
+    the server holds this model's batches as one float64 matrix."""
+    rows = synthetic_columns(schema, max(MEASURED_SIZES))
     limit: int | None = None
     for size in MEASURED_SIZES:
-        batch = np.ascontiguousarray(rows[:size])
-        ours = _best(lambda b=batch: answer(form, b, probabilities=False), repeats)
-        theirs = _best(lambda b=batch: estimator.predict(b), repeats)
+        columns = tuple(c[:size] for c in rows)
+        inputs: Inputs = np.column_stack(columns) if matrix else columns
+        ours = _best(partial(answer, form, inputs, probabilities=False), repeats)
+        theirs = _best(partial(expected, columns, False), repeats)
         if ours > theirs:
             return limit or 0
         limit = size
     return None
 
 
-def _best(call: Any, repeats: int) -> float:
+def _best(call: Callable[[], Any], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -177,10 +268,13 @@ def _best(call: Any, repeats: int) -> float:
 __all__ = [
     "LOAD_STRESS_ROWS",
     "MEASURED_SIZES",
+    "Columns",
+    "Expected",
     "check",
     "disagreement",
     "fastest_up_to",
-    "stress_rows",
+    "feature_stress",
+    "stress_columns",
     "stress_values",
-    "synthetic_rows",
+    "synthetic_columns",
 ]
