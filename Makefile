@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test test-slow bench bench-tabular bench-instructions bench-mlserver lint typecheck unit install install-dev clean
+.PHONY: run test test-slow bench bench-tabular bench-trees bench-instructions bench-mlserver lint typecheck unit install install-dev clean
 
 # Installing and starting go through scripts/bootstrap, which the Dockerfile calls too.
 BOOTSTRAP := VENV=$(VENV) PYTHON=$(PYTHON) scripts/bootstrap
@@ -62,18 +62,26 @@ bench-tabular: $(STAMP_DEV)
 	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
 	$(BIN)/python bench/tabular.py
 
+## bench-trees: a random forest, hist gradient boosting and the penguins pipeline, compiled
+##              forms on and off (MLSERVER_BIN=... adds MLServer) -> its section of RESULTS.md
+bench-trees: $(STAMP_DEV)
+	command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
+	command -v taskset >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y util-linux)
+	$(BIN)/python bench/trees.py
+
 ## bench-instructions: server instructions per one-row request, ceiling vs modelserve (callgrind)
 bench-instructions: $(STAMP_DEV)
 	command -v valgrind >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind)
 	$(BIN)/python bench/instructions.py
 
-## bench-mlserver: the same, with MLServer 1.7.1 (sklearn runtime) in its own venv added to the table
+## bench-mlserver: bench and bench-trees, with MLServer 1.7.1 (sklearn runtime, in its own venv)
+##                 added to their tables
 MLSERVER_VENV ?= .venv-mlserver
 bench-mlserver: $(STAMP_DEV)
 	test -x $(MLSERVER_VENV)/bin/mlserver || ($(PYTHON) -m venv $(MLSERVER_VENV) && \
 	  $(MLSERVER_VENV)/bin/pip install -q mlserver==1.7.1 mlserver-sklearn==1.7.1 \
 	  "scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')")
-	MLSERVER_BIN=$(MLSERVER_VENV)/bin/mlserver $(MAKE) bench
+	MLSERVER_BIN=$(MLSERVER_VENV)/bin/mlserver $(MAKE) bench bench-trees
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

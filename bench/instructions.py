@@ -8,7 +8,8 @@ counters dumped (callgrind_control). The figure is the server's instructions per
 throughput ratio the counts predict for one core. modelserve is counted once scikit-learn's
 background confirmation has finished (it is logged), so only requests are in the window.
 
-"/v2 other" is a one-row request in the key order MLServer's and KServe's clients write.
+"/v2 other" is a one-row request in the key order MLServer's and KServe's clients write;
+"forest" a one-row request to a random forest of 100 trees, answered from its compiled form.
 
     make bench-instructions                      # 3,000 requests per server and body
     BENCH_REQUESTS=500 make bench-instructions   # a quick look
@@ -131,6 +132,7 @@ def main() -> None:
             raise SystemExit(f"{tool} is not installed (make bench-instructions installs it)")
     work = Path(tempfile.mkdtemp(prefix="modelserve-instructions-"))
     train(TrainConfig(), ModelStore(work / "models"))
+    train(TrainConfig(name="forest", estimator="random-forest"), ModelStore(work / "forest"))
     row = np.random.default_rng(0).normal(size=(1, 10))
     native = orjson.dumps({"instances": row.tolist()})
     v2 = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP64",
@@ -144,12 +146,15 @@ def main() -> None:
     ceiling = ["-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log",
                "--loop", "uvloop", "--http", "httptools", "bench.ceiling:app"]
     modelserve = ["-m", "modelserve", "serve", "--store", str(work / "models"), "--port", "{port}"]
+    forest = [*modelserve[:3], "--store", str(work / "forest"), *modelserve[5:]]
     confirmed = "confirmed default v1"
     runs = [
         ("ceiling", ceiling, "/", native, None),
         ("modelserve native", modelserve, "/predict", native, confirmed),
         ("modelserve /v2 JSON", modelserve, "/v2/models/default/infer", v2, confirmed),
         ("modelserve /v2 other", modelserve, "/v2/models/default/infer", v2_other, confirmed),
+        # A random forest (100 trees), answered from its compiled form.
+        ("modelserve forest", forest, "/v1/models/forest/predict", native, "confirmed forest v1"),
     ]
     counts: dict[str, int] = {}
     print(f"one-row requests, {REQUESTS} counted per server after {WARM_UP} warm-up")  # noqa: T201

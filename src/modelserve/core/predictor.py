@@ -218,11 +218,13 @@ class Predictor:
     def batchable(self) -> bool:
         """Whether merging concurrent requests into one predict call pays off.
 
-        Not for the lean linear path (~1 µs a call): merging would only add latency. For every
-        other estimator, scikit-learn's per-call input checks cost ~100 µs and an ensemble's
-        trees a lot more, so one call for many requests saves real time.
+        Not for a version answered by its linear or compiled form: a call costs microseconds
+        per row and nothing per call to speak of, so a small request is answered at once, where
+        it is read; handing it to the merging thread (and the interpreter lock back) would cost
+        more than the call. For scikit-learn itself, the per-call input checks cost ~100 µs and
+        an ensemble's trees a lot more, so one call for many requests saves real time.
         """
-        return self._linear is None
+        return self._linear is None and self._compiled is None
 
     @property
     def version(self) -> int:
@@ -275,6 +277,8 @@ class Predictor:
         trees and their ensembles) is sent a finite number float32 cannot hold (1e300): the
         estimator would fail on it, and a compiled form must not answer it either."""
         if not self._float32 or rows.dtype != np.float64:
+            return
+        if np.abs(rows).max(initial=0.0) <= _FLOAT32_MAX:  # NaN fails it: then look closer
             return
         with np.errstate(over="ignore"):
             overflow = np.isinf(rows.astype(np.float32)) & np.isfinite(rows)
@@ -445,6 +449,7 @@ def as_frame(schema: FeatureSchema, batch: Batch) -> Any:
     return pd.DataFrame(data, copy=False)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_ESTIMATORS = frozenset(
     f"sklearn.{path}"
     for path in (

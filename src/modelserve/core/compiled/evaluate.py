@@ -32,21 +32,18 @@ def _machine_code() -> ModuleType:
 
 def scores(trees: Trees, X: np.ndarray) -> np.ndarray:
     """Raw scores, rows x outputs: the trees' sum onto ``init`` (averaged for a forest)."""
-    rows = np.ascontiguousarray(X, dtype=np.float32 if trees.float32_input else np.float64)
-    out = np.zeros((rows.shape[0], trees.n_outputs))
-    out += trees.init
-    _machine_code().accumulate(
-        rows,
+    out: np.ndarray = _machine_code().scores(
+        np.ascontiguousarray(X, dtype=np.float64),
         trees.nodes,
         trees.roots,
         trees.columns,
         trees.values,
         trees.category_refs,
         trees.category_sets,
-        out,
+        trees.init,
+        trees.average,
+        trees.float32_input,
     )
-    if trees.average:
-        out /= trees.n_trees
     return out
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from modelserve.core.compiled.form import CATEGORICAL, LEAF, NAN_LEFT
 
 _INT32_LIMIT = 2147483648.0
+_LANES = 16
+_FEW_ROWS = 8
 
 
 @numba.njit(cache=True, nogil=True)
@@ -36,30 +38,107 @@ def _category_child(x: float, k: int, flags: int, right: int, refs: Any, sets: A
 
 
 @numba.njit(cache=True, nogil=True)
-def accumulate(
-    X: Any, nodes: Any, roots: Any, columns: Any, values: Any, refs: Any, sets: Any, out: Any
+def _child(X: Any, i: int, k: int, nodes: Any, refs: Any, sets: Any, single: bool) -> int:
+    """The node after split ``k`` for row ``i``."""
+    node = nodes[k]
+    flags = node.flags
+    x = X[i, node.feature]
+    if single:
+        x = np.float64(np.float32(x))
+    if flags & CATEGORICAL:
+        return _category_child(x, k, flags, node.right, refs, sets)
+    if x <= node.threshold or (flags & NAN_LEFT and math.isnan(x)):
+        return k + 1
+    return int(node.right)
+
+
+@numba.njit(cache=True, nogil=True)
+def scores(
+    X: Any,
+    nodes: Any,
+    roots: Any,
+    columns: Any,
+    values: Any,
+    refs: Any,
+    sets: Any,
+    init: Any,
+    average: bool,
+    single: bool,
+) -> Any:
+    """Raw scores, rows x outputs: ``0 + init``, then every tree's leaf row added, tree after
+    tree, then divided by the number of trees where ``average``. ``single``: compare
+    ``float32(x)`` with the thresholds.
+
+    A few rows walk ``_LANES`` trees at once, a step of each in turn, so that the memory reads
+    of different trees overlap; more rows walk one tree for all rows, so that its nodes stay in
+    the cache. Either way each row's leaves are added in tree order."""
+    out = np.zeros((X.shape[0], init.shape[0]))
+    for i in range(X.shape[0]):
+        for j in range(init.shape[0]):
+            out[i, j] += init[j]
+    if X.shape[0] < _FEW_ROWS:
+        _by_row(X, nodes, roots, columns, values, refs, sets, single, out)
+    else:
+        _by_tree(X, nodes, roots, columns, values, refs, sets, single, out)
+    if average:
+        out /= roots.shape[0]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _by_row(
+    X: Any,
+    nodes: Any,
+    roots: Any,
+    columns: Any,
+    values: Any,
+    refs: Any,
+    sets: Any,
+    single: bool,
+    out: Any,
 ) -> None:
-    """Add every tree's leaf row to ``out`` (rows x outputs), tree after tree."""
-    n_rows = X.shape[0]
-    width = values.shape[1]
+    """Each row walks ``_LANES`` trees at a time, a step of each in turn."""
+    at = np.empty(_LANES, np.int64)
+    n_trees = roots.shape[0]
+    for i in range(X.shape[0]):
+        for first in range(0, n_trees, _LANES):
+            lanes = min(_LANES, n_trees - first)
+            for lane in range(lanes):
+                at[lane] = roots[first + lane]
+            walking = True
+            while walking:
+                walking = False
+                for lane in range(lanes):
+                    k = at[lane]
+                    if not nodes[k].flags & LEAF:
+                        at[lane] = _child(X, i, k, nodes, refs, sets, single)
+                        walking = True
+            for lane in range(lanes):
+                column = columns[first + lane]
+                for j in range(values.shape[1]):
+                    out[i, column + j] += values[at[lane], j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _by_tree(
+    X: Any,
+    nodes: Any,
+    roots: Any,
+    columns: Any,
+    values: Any,
+    refs: Any,
+    sets: Any,
+    single: bool,
+    out: Any,
+) -> None:
+    """Each tree is walked for every row before the next tree."""
     for t in range(roots.shape[0]):
-        root = roots[t]
         column = columns[t]
-        for i in range(n_rows):
-            k = root
-            while True:
-                node = nodes[k]
-                flags = node.flags
-                if flags & LEAF:
-                    break
-                x = X[i, node.feature]
-                if flags & CATEGORICAL:
-                    k = _category_child(x, k, flags, node.right, refs, sets)
-                elif x <= node.threshold or (flags & NAN_LEFT and math.isnan(x)):
-                    k += 1
-                else:
-                    k = node.right
-            for j in range(width):
+        for i in range(X.shape[0]):
+            k = roots[t]
+            while not nodes[k].flags & LEAF:
+                k = _child(X, i, k, nodes, refs, sets, single)
+            for j in range(values.shape[1]):
                 out[i, column + j] += values[k, j]
 
 
@@ -71,21 +150,24 @@ def expit(x: Any, out: Any) -> None:
 
 
 def warm_up() -> None:
-    """Load (or compile, the first time) each variant the server runs, before traffic."""
+    """Load (or compile, the first time) the machine code, before traffic."""
     from modelserve.core.compiled.form import NODE  # noqa: PLC0415 - only the dtype
 
     nodes = np.zeros(1, dtype=NODE)
     nodes["flags"] = LEAF
-    args = (
+    scores(
+        np.zeros((1, 1)),
+        nodes,
         np.zeros(1, np.int32),
         np.zeros(1, np.int32),
         np.zeros((1, 1)),
         np.zeros((1, 2), np.int32),
         np.zeros((1, 8), np.uint32),
+        np.zeros(1),
+        True,
+        True,
     )
-    for dtype in (np.float32, np.float64):
-        accumulate(np.zeros((1, 1), dtype), nodes, *args, np.zeros((1, 1)))
     expit(np.zeros(1), np.zeros(1))
 
 
-__all__ = ["accumulate", "expit", "warm_up"]
+__all__ = ["expit", "scores", "warm_up"]
