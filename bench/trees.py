@@ -276,7 +276,7 @@ def _write(table: list[tuple[str, str, str, Result, float]], starts: dict[str, f
     for name, engine, workload, result, ratio in table:
         rows, connections = WORKLOADS[workload]
         lines.append(
-            f"| {name} | {engine or '–'} | {workload} ({rows:,} row{'s' if rows > 1 else ''}, "
+            f"| {name} | {engine or '-'} | {workload} ({rows:,} row{'s' if rows > 1 else ''}, "
             f"{connections} conn) | {result.rps:,.0f} | {result.rps * rows:,.0f} | {ratio:.3f} | "
             f"{result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors} |"
         )

@@ -6,7 +6,9 @@ than twenty calls. A :class:`MicroBatcher` per model version queues validated ba
 its predict runs in a worker thread the event loop keeps accepting requests, and those that
 arrive meanwhile are merged into the next call (up to ``max_rows`` rows). So batching adapts
 to the load by itself: an idle server predicts a lone request at once, a busy one merges.
-``max_wait`` can add a short wait to merge more at low load; it is 0 by default.
+``max_wait`` can add a short wait to merge more at low load; it is 0 by default. A version
+answered by its compiled form predicts on the event loop itself (``merges_inline``): the
+requests read in the same turn of the loop are merged, and no thread is involved.
 
 Each request is checked on its own before it joins a batch, so one bad request never fails
 the others; answers are split back row for row. Linear models on the lean path are never
@@ -109,8 +111,12 @@ class MicroBatcher:
             [w.batch for w in taken],
             return_probabilities=any(w.batch.return_probabilities for w in taken),
         )
+        predictor = self.predictor
         try:
-            prediction = await anyio.to_thread.run_sync(self.predictor.predict_unchecked, merged)
+            if predictor.merges_inline:
+                prediction = predictor.predict_unchecked(merged)
+            else:
+                prediction = await anyio.to_thread.run_sync(predictor.predict_unchecked, merged)
         except Exception as exc:  # every request of the call gets the call's error
             for waiting in taken:
                 if not waiting.future.done():

@@ -218,13 +218,19 @@ class Predictor:
     def batchable(self) -> bool:
         """Whether merging concurrent requests into one predict call pays off.
 
-        Not for a version answered by its linear or compiled form: a call costs microseconds
-        per row and nothing per call to speak of, so a small request is answered at once, where
-        it is read; handing it to the merging thread (and the interpreter lock back) would cost
-        more than the call. For scikit-learn itself, the per-call input checks cost ~100 µs and
-        an ensemble's trees a lot more, so one call for many requests saves real time.
+        Not for the lean linear path (~1 µs a call): merging would only add latency. For every
+        other estimator, scikit-learn's per-call input checks cost ~100 µs and an ensemble's
+        trees a lot more, so one call for many requests saves real time; so does a compiled
+        form, whose per-call work (its preprocessing above all) is shared by the merged rows.
         """
-        return self._linear is None and self._compiled is None
+        return self._linear is None
+
+    @property
+    def merges_inline(self) -> bool:
+        """Whether a merged call runs on the event loop rather than in a worker thread: for a
+        compiled form, whose call costs microseconds a row, handing it to a thread (and the
+        interpreter lock back and forth) would cost more than the call."""
+        return self._compiled is not None
 
     @property
     def version(self) -> int:

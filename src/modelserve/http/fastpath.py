@@ -36,10 +36,19 @@ import orjson
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelserve.core.batching import Batchers, MicroBatcher
 from modelserve.core.errors import DeadlineExceededError, ModelServeError
 from modelserve.core.registry import ModelRegistry
 from modelserve.core.settings import Settings
-from modelserve.dataplane.plane import answer_native, answer_v2
+from modelserve.dataplane.plane import (
+    Answer,
+    Prepared,
+    answer_merged,
+    answer_native,
+    answer_v2,
+    prepare_native,
+    prepare_v2,
+)
 from modelserve.http import paths
 from modelserve.http.limits import InFlight
 from modelserve.http.problems import CLIENT_CLOSED, exception_response, unexpected_response
@@ -61,6 +70,23 @@ _TEMPLATES = {
 }
 _Target = tuple[str, str | None, bool, str]
 _Answer = tuple[bytes, int | None]
+
+
+class _Merged:
+    """A checked request that joins its model's next merged call on the loop (``answer``)."""
+
+    __slots__ = ("batcher", "form", "prepared")
+
+    def __init__(self, batcher: MicroBatcher, prepared: Prepared, form: Answer) -> None:
+        self.batcher = batcher
+        self.prepared = prepared
+        self.form = form
+
+    async def answer(self) -> _Answer:
+        encoded = await answer_merged(self.batcher, self.prepared, form=self.form)
+        return encoded.body, encoded.header_length
+
+
 """A response body, and the length of its JSON header when binary tensors follow it."""
 _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
 # The probes' bodies when the server is up (and, for readiness, ready): what the routes return.
@@ -78,11 +104,18 @@ class Owner(Protocol):
 class FastLane:
     """Answer small good predict/infer requests directly; pass everything else to the app."""
 
-    def __init__(self, settings: Settings, observer: Observer, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        observer: Observer,
+        in_flight: InFlight,
+        batchers: Batchers | None = None,
+    ) -> None:
         self.default_model = settings.default_model
         # Larger bodies are offloaded to a thread by the routes; none may pass the body limit.
         self.max_inline = min(settings.offload_body_bytes, settings.max_body_bytes)
         self.micro_batching = settings.micro_batching
+        self.batchers = batchers
         self.request_timeout = settings.request_timeout
         self.observer = observer
         self.in_flight = in_flight
@@ -153,6 +186,8 @@ class FastLane:
                 info = RequestInfo("")
                 try:
                     answered = self.answer(registry, body, target, info)
+                    if isinstance(answered, _Merged):
+                        answered = await answered.answer()
                 except Exception as exc:  # rendered as the app renders it, from the one table
                     info.request_id = request_id_of(scope["headers"])
                     await self._fail(scope, send, info, exc, arrived)
@@ -297,8 +332,9 @@ class FastLane:
 
     def answer(
         self, registry: ModelRegistry, body: bytes, target: _Target, info: RequestInfo
-    ) -> _Answer | None:
-        """The answer to a request, or None, before any work, when the app is to answer it.
+    ) -> _Answer | _Merged | None:
+        """The answer to a request, or None, before any work, when the app is to answer it; a
+        request merged with others on the loop is checked here and answered by awaiting it.
 
         Raises what the core raises; :meth:`__call__` renders it through the error table.
         ``info`` (the request's observability record) learns the model, version and rows.
@@ -306,7 +342,14 @@ class FastLane:
         name, version, v2, info.route = target
         predictor = registry.get(name, None if version is None else int(version))
         if self.micro_batching and predictor.batchable:
-            return None  # the route merges it with other requests to the same model
+            batcher = self.batchers.get(predictor) if self.batchers is not None else None
+            if batcher is None or not predictor.merges_inline:
+                return None  # the route merges it with other requests to the same model
+            info.model, info.version = predictor.name, predictor.version
+            info.api = "v2" if v2 else "native"
+            prepared = prepare_v2(predictor, body, None) if v2 else prepare_native(predictor, body)
+            info.rows = len(prepared.batch)
+            return _Merged(batcher, prepared, "v2" if v2 else "native")
         info.model, info.version = predictor.name, predictor.version
         if v2:
             info.api = "v2"

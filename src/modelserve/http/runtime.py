@@ -64,7 +64,7 @@ class Runtime:
         # not with an inference key or tracing, which only the full stack applies.
         self.lane: FastLane | None = None
         if settings.inference_api_key is None and not settings.tracing:
-            self.lane = FastLane(settings, self.observer, self.in_flight)
+            self.lane = FastLane(settings, self.observer, self.in_flight, self.batchers)
         # What the routes read as ``request.app.state``; ``registry`` is added by the lifespan.
         self.state = State()
         self.state.settings = settings

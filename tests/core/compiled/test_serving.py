@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from modelserve.core.batch import checked
+from modelserve.core.batching import MicroBatcher
 from modelserve.core.errors import InvalidInputError
 from modelserve.core.manifest import COMPILED_FILE
 from modelserve.core.predictor import Predictor
@@ -167,3 +171,33 @@ def test_compiled_forms_switched_off_serve_every_version_with_scikit_learn(
     on = ModelRegistry(Settings(store=trees_store)).load_predictor("forest", defer=True)
     assert on.engine == "compiled"
     assert np.array_equal(predictor.predict(ROWS).predictions, on.predict(ROWS).predictions)
+
+
+def test_concurrent_requests_to_a_compiled_form_merge_on_the_event_loop(
+    trees_store: Path,
+) -> None:
+    predictor = _deferred(ModelStore(trees_store), "boost")
+    calls: list[tuple[int, int, int]] = []  # (thread, requests, rows)
+    batcher = MicroBatcher(
+        predictor,
+        max_rows=1024,
+        observe=lambda _, requests, rows: calls.append((threading.get_ident(), requests, rows)),
+    )
+    rows = [ROWS[i : i + 1] for i in range(20)]
+
+    async def main() -> list[np.ndarray]:
+        loop_thread = threading.get_ident()
+        answers = await asyncio.gather(
+            *(batcher.predict(checked(row, return_probabilities=True)) for row in rows)
+        )
+        assert {thread for thread, _, _ in calls} == {loop_thread}
+        return [a.probabilities for a in answers if a.probabilities is not None]
+
+    probabilities = asyncio.run(main())
+    assert predictor.merges_inline
+    assert calls == [(calls[0][0], 20, 20)]  # one call, on the loop's own thread
+    assert len(probabilities) == 20
+    for row, answer in zip(rows, probabilities, strict=True):
+        assert np.array_equal(
+            answer, predictor.predict(row, return_probabilities=True).probabilities
+        )
