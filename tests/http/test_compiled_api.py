@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from modelserve.core.compiled.verify import MEASURED_SIZES
 from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
 from modelserve.core.store import LoadPolicy, ModelStore
 from tests.helpers import Server, free_port, running_server, serve_command
@@ -89,7 +90,7 @@ def test_the_model_detail_says_the_compiled_form_serves(server: Server, server_l
         assert engine["name"] == "compiled"
         assert engine["not_compiled"] is None
         limit = engine["compiled_up_to_rows"]
-        assert limit is None or limit in (0, 1, 32, 256, 2048)
+        assert limit is None or limit in (0, *MEASURED_SIZES)
 
 
 def test_a_number_float32_cannot_hold_is_a_422(server: Server) -> None:

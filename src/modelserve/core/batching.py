@@ -113,7 +113,7 @@ class MicroBatcher:
         )
         predictor = self.predictor
         try:
-            if predictor.merges_inline:
+            if predictor.compiled_answers(len(merged)):
                 prediction = predictor.predict_unchecked(merged)
             else:
                 prediction = await anyio.to_thread.run_sync(predictor.predict_unchecked, merged)

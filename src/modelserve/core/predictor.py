@@ -227,10 +227,16 @@ class Predictor:
 
     @property
     def merges_inline(self) -> bool:
-        """Whether a merged call runs on the event loop rather than in a worker thread: for a
+        """Whether merged calls run on the event loop rather than in a worker thread: for a
         compiled form, whose call costs microseconds a row, handing it to a thread (and the
-        interpreter lock back and forth) would cost more than the call."""
+        interpreter lock back and forth) would cost more than the call. A merged batch larger
+        than the form serves goes to the thread all the same (:meth:`compiled_answers`)."""
         return self._compiled is not None
+
+    def compiled_answers(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` rows is answered by the compiled form."""
+        limit = self.compiled_up_to
+        return self._compiled is not None and (limit is None or rows <= limit)
 
     @property
     def version(self) -> int:
@@ -338,8 +344,7 @@ class Predictor:
             self.check_single_precision(batch.rows)
         linear = self._linear
         compiled = self._compiled
-        limit = self.compiled_up_to
-        if compiled is not None and (limit is None or len(batch) <= limit):
+        if compiled is not None and self.compiled_answers(len(batch)):
             predictions, probabilities = evaluate.answer(
                 compiled,
                 batch.table if batch.table is not None else batch.rows,

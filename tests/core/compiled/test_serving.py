@@ -13,6 +13,7 @@ import pytest
 
 from modelserve.core.batch import checked
 from modelserve.core.batching import MicroBatcher
+from modelserve.core.compiled.verify import MEASURED_SIZES
 from modelserve.core.errors import InvalidInputError
 from modelserve.core.manifest import COMPILED_FILE
 from modelserve.core.predictor import Predictor
@@ -132,7 +133,7 @@ def test_the_batch_sizes_it_serves_are_measured_against_the_estimator(
     predictor = _deferred(ModelStore(trees_store), "hist")
     predictor.confirm()
     limit = predictor.compiled_up_to
-    assert limit is None or limit in (0, 1, 32, 256, 2048)
+    assert limit is None or limit in (0, *MEASURED_SIZES)
     big = np.random.default_rng(0).normal(size=(3000, 4))
     # Whichever engine answers a batch, the answer is the estimator's.
     assert np.array_equal(predictor.predict(big).predictions, predictor.estimator.predict(big))

@@ -44,7 +44,7 @@ LOAD_ROWS = 256
 """Synthetic base rows a form is checked on at load (the held-out rows are not stored)."""
 LOAD_STRESS_ROWS = 4096
 """Most stress rows a form is checked on at load."""
-MEASURED_SIZES = (1, 32, 256, 2048)
+MEASURED_SIZES = (1, 32, 256, 2048, 8192)
 """Batch sizes at which a form and its estimator are timed, at load."""
 
 
