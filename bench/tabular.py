@@ -266,13 +266,17 @@ def _write(table: list[tuple[str, str, Result, float]]) -> None:
             f"{result.p99_ms:.2f} | {result.errors} |"
         )
     lines.append(END)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = "\n".join(lines)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    write_section(RESULTS, BEGIN, END, "\n".join(lines))
+
+
+def write_section(results: Path, begin: str, end: str, section: str) -> None:
+    """Put ``section`` (from ``begin`` to ``end``) into ``results``, in place of the last one."""
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    if begin in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    results.write_text(text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ bench/RESULTS.md between the trees markers.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import statistics
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.tabular import _rows, _v2_columns, write_section  # noqa: E402
 from bench.run import (  # noqa: E402
     DURATION,
     LUA,
@@ -208,33 +208,6 @@ def _time(
     return rows
 
 
-def _rows(frame: pd.DataFrame, count: int, rng: np.random.Generator) -> list[dict[str, object]]:
-    picked = frame.iloc[rng.integers(0, len(frame), count)]
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in picked.astype(object).to_dict(orient="records")
-    ]
-
-
-def _v2_columns(records: list[dict[str, object]]) -> bytes:
-    """The /v2 request MLServer's and KServe's clients send for a DataFrame (labels only)."""
-    types = {"island": "BYTES", "sex": "BYTES", "year": "INT64"}
-    inputs = []
-    for name in records[0]:
-        tensor: dict[str, object] = {
-            "name": name,
-            "shape": [len(records)],
-            "datatype": types.get(name, "FP64"),
-            "data": [row[name] for row in records],
-        }
-        if types.get(name) == "BYTES":
-            tensor["parameters"] = {"content_type": "str"}
-        inputs.append(tensor)
-    request = {"parameters": {"content_type": "pd"}, "inputs": inputs,
-               "outputs": [{"name": "predict"}]}  # fmt: skip
-    return orjson.dumps(request)
-
-
 def _mlserver(binary: str, name: str, estimator: object, work: Path) -> Server:
     import joblib  # noqa: PLC0415 - scikit-learn's dependency; only for this row
 
@@ -283,13 +256,7 @@ def _write(table: list[tuple[str, str, str, Result, float]], starts: dict[str, f
     for name, seconds in starts.items():
         lines += ["", f"Start to ready, {name}: {seconds:.2f} s (median of {START_RUNS} starts)."]
     lines.append(END)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = "\n".join(lines)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    write_section(RESULTS, BEGIN, END, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -40,16 +40,7 @@ def _pack(header: dict[str, object], body: bytes) -> bytes:
 def _edited(form: CompiledForm, **arrays: np.ndarray) -> bytes:
     """The form's bytes with some of its tree arrays replaced."""
     trees = form.trees
-    fields = {
-        "nodes": trees.nodes,
-        "roots": trees.roots,
-        "columns": trees.columns,
-        "values": trees.values,
-        "category_sets": trees.category_sets,
-        "category_refs": trees.category_refs,
-        "init": trees.init,
-        **arrays,
-    }
+    fields = {**trees.arrays(), **arrays}
     edited = CompiledForm(
         trees=type(trees)(
             **fields,

@@ -72,6 +72,18 @@ class Trees:
     average: bool
     """Divide the sum by the number of trees (a forest)."""
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The ensemble's arrays by their names in ``compiled.bin``."""
+        return {
+            "nodes": self.nodes,
+            "roots": self.roots,
+            "columns": self.columns,
+            "values": self.values,
+            "category_sets": self.category_sets,
+            "category_refs": self.category_refs,
+            "init": self.init,
+        }
+
     @property
     def n_outputs(self) -> int:
         return int(self.init.shape[0])
@@ -113,15 +125,7 @@ class CompiledForm:
     def dumps(self) -> bytes:
         """The form as ``compiled.bin`` bytes."""
         trees = self.trees
-        arrays = {
-            "nodes": trees.nodes,
-            "roots": trees.roots,
-            "columns": trees.columns,
-            "values": trees.values,
-            "category_sets": trees.category_sets,
-            "category_refs": trees.category_refs,
-            "init": trees.init,
-        }
+        arrays = trees.arrays()
         layout: dict[str, dict[str, Any]] = {}
         blobs: list[bytes] = []
         offset = 0
