@@ -23,6 +23,7 @@ import pickle
 import re
 import shutil
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -605,9 +606,17 @@ def _load_skops(label: str, payload: bytes, policy: LoadPolicy) -> Any:
             types=refused,
         )
     try:
-        return sio.loads(payload, trusted=list(policy.trusted_types))
+        with _SKOPS_LOADS:
+            return sio.loads(payload, trusted=list(policy.trusted_types))
     except Exception as exc:
         raise DeserializationError(f"{label}: skops could not load the model: {exc}") from exc
+
+
+_SKOPS_LOADS = threading.Lock()
+"""One skops load at a time in a process. skops reads each array's header with
+``ast.literal_eval``, and CPython 3.11's compiler keeps a recursion count that two threads
+compiling at once can corrupt ("SystemError: AST constructor recursion depth mismatch"):
+seen when the server's background confirmation loaded a model while another thread did."""
 
 
 def _load_pickle(label: str, payload: bytes) -> Any:
