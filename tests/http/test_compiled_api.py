@@ -14,11 +14,14 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from fastapi.testclient import TestClient
 
 from modelserve.core.compiled.verify import MEASURED_SIZES
-from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES, Settings
 from modelserve.core.store import LoadPolicy, ModelStore
-from tests.helpers import Server, free_port, running_server, serve_command
+from modelserve.http.app import create_app
+from modelserve.training.train import TrainConfig, train
+from tests.helpers import PENGUIN, Server, free_port, running_server, serve_command
 
 ROWS = np.random.default_rng(11).normal(scale=2.0, size=(40, 4))
 
@@ -121,3 +124,33 @@ def test_the_cli_answers_equal_scikit_learn(trees_store: Path, estimators: dict[
         assert body["predictions"] == estimators[name].predict(ROWS).tolist()
         if name == "boost":
             assert body["probabilities"] == estimators[name].predict_proba(ROWS).tolist()
+
+
+def test_a_pipeline_value_beyond_float32_once_preprocessed_is_a_422(
+    tmp_path: Path, penguins_csv: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    train(
+        TrainConfig(
+            name="penguins-rf",
+            estimator="random-forest-classifier",
+            csv=penguins_csv,
+            target="species",
+        ),
+        store,
+    )
+    app = create_app(Settings(store=store.root))
+    row = {**PENGUIN, "body_mass_g": 1e300}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/v1/models/penguins-rf/predict", json={"instances": [PENGUIN, row]})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["type"] == "urn:modelserve:problem:out-of-range"
+    assert body["errors"] == [
+        {
+            "loc": ["instances", 1],
+            "msg": "row 1: a value is beyond the float32 range (±3.403e+38) once model "
+            "'penguins-rf' v1 has preprocessed it, and its trees compare their inputs in float32",
+            "type": "out-of-range",
+        }
+    ]

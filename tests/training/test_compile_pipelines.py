@@ -29,7 +29,7 @@ from sklearn.preprocessing import (
 )
 
 from modelserve.core.compiled import loads
-from modelserve.core.compiled.evaluate import answer
+from modelserve.core.compiled.evaluate import BeyondSingle, answer
 from modelserve.core.compiled.verify import disagreement, stress_columns
 from modelserve.core.manifest import FeatureSchema, FeatureSpec
 from modelserve.core.predictor import estimator_answers
@@ -301,3 +301,21 @@ def test_a_pipeline_ending_in_a_linear_model_has_no_form_yet() -> None:
     pipeline.fit(X, _target(X, "classification"))
     with pytest.raises(NotCompilable, match="a pipeline that ends in LogisticRegression"):
         compile_estimator(pipeline, "classification", SCHEMA)
+
+
+def test_a_value_beyond_float32_after_preprocessing_is_refused_as_the_forest_fails() -> None:
+    pipeline, task = PIPELINES["impute+scale, one-hot -> forest"]
+    X = _frame(200)
+    pipeline.fit(X, _target(X, task))
+    form = compile_estimator(pipeline, task, SCHEMA)
+    columns = (
+        np.array([10.0, 1e300, 9.0]),
+        np.array([3.0, 4.0, 5.0]),
+        np.array(["red", "blue", "red"], dtype=object),
+        np.array(["S", "M", "L"], dtype=object),
+    )
+    with pytest.raises(BeyondSingle) as caught:
+        answer(form, columns, probabilities=True)
+    assert caught.value.rows == [1]
+    with pytest.raises(ValueError, match="too large for dtype\\('float32'\\)"):
+        estimator_answers(pipeline, SCHEMA)(columns, True)

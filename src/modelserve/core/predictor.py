@@ -310,6 +310,19 @@ class Predictor:
         ]
         raise summarize(problems, len(found))
 
+    def _beyond_single(self, rows: list[int]) -> InvalidInputError:
+        problems = [
+            Problem(
+                ("instances", row),
+                f"row {row}: a value is beyond the float32 range "
+                f"(±{_FLOAT32_MAX:.4g}) once model {self.name!r} v{self.version} has "
+                "preprocessed it, and its trees compare their inputs in float32",
+                "out-of-range",
+            )
+            for row in rows[: self.max_problems]
+        ]
+        return summarize(problems, len(rows))
+
     def check_finite(self, predictions: np.ndarray) -> None:
         """Raise InvalidInputError when a regression answer is NaN or infinite.
 
@@ -345,11 +358,14 @@ class Predictor:
         linear = self._linear
         compiled = self._compiled
         if compiled is not None and self.compiled_answers(len(batch)):
-            predictions, probabilities = evaluate.answer(
-                compiled,
-                batch.table if batch.table is not None else batch.rows,
-                probabilities=batch.return_probabilities,
-            )
+            try:
+                predictions, probabilities = evaluate.answer(
+                    compiled,
+                    batch.table if batch.table is not None else batch.rows,
+                    probabilities=batch.return_probabilities,
+                )
+            except evaluate.BeyondSingle as exc:
+                raise self._beyond_single(exc.rows) from exc
             if probabilities is None:
                 return Prediction(predictions=predictions)
             return Prediction(

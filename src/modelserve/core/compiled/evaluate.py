@@ -13,6 +13,8 @@ import numpy as np
 
 from modelserve.core.compiled.form import CompiledForm, Trees
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 Inputs = np.ndarray | tuple[np.ndarray, ...]
 """A checked batch's values: its float64 matrix, or one 1-D array per feature."""
 
@@ -58,11 +60,32 @@ def model_matrix(form: CompiledForm, inputs: Inputs) -> np.ndarray:
     return plan.run(columns)
 
 
+class BeyondSingle(ValueError):  # noqa: N818 - a condition of the rows, named for them
+    """Rows whose preprocessed values float32 cannot hold, for trees that compare in float32
+    (the estimator itself would fail on them): ``rows``, in order."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__(f"rows {rows} are beyond float32 after preprocessing")
+        self.rows = rows
+
+
 def answer(
     form: CompiledForm, inputs: Inputs, *, probabilities: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(predictions, probabilities or None)`` for a checked batch's values."""
-    raw = scores(form.trees, model_matrix(form, inputs))
+    """``(predictions, probabilities or None)`` for a checked batch's values.
+
+    Raises BeyondSingle where a pipeline's preprocessing takes a value beyond float32 for trees
+    that compare in float32 (the model's own features are checked before, by the predictor).
+    """
+    matrix = model_matrix(form, inputs)
+    if form.columns is not None and form.trees.float32_input:
+        magnitude = np.abs(matrix)
+        if magnitude.max(initial=0.0) > _FLOAT32_MAX:
+            with np.errstate(over="ignore"):
+                beyond = np.isinf(matrix.astype(np.float32)) & np.isfinite(matrix)
+            if beyond.any():
+                raise BeyondSingle([int(r) for r in np.flatnonzero(beyond.any(axis=1))])
+    raw = scores(form.trees, matrix)
     if form.head == "value":
         return raw[:, 0].copy(), None
     classes = _labels(form)
@@ -104,4 +127,4 @@ def _labels(form: CompiledForm) -> np.ndarray:
     return np.asarray(classes)
 
 
-__all__ = ["Inputs", "answer", "model_matrix", "scores"]
+__all__ = ["BeyondSingle", "Inputs", "answer", "model_matrix", "scores"]
