@@ -109,6 +109,13 @@ def test_numpy_warnings_are_log_lines_too(served_store: Path, tmp_path: Path) ->
     port = free_port()
     log = tmp_path / "server.log"
     with running_server(serve_command(served_store, port), port=port, log=log) as base:
+        # scikit-learn and skops, imported in the background after the server is ready, add
+        # warning filters, and each new filter makes Python show a warning once more: count
+        # the warnings of a settled server.
+        deadline = time.monotonic() + 60
+        while "confirmed default v1" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         overflow = {"instances": [[1e308] * 10]}  # finite in, an overflowing prediction out
         for _ in range(3):
             response = httpx.post(base + "/predict", json=overflow)
