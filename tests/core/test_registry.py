@@ -245,7 +245,8 @@ def test_a_deferred_linear_model_answers_like_its_estimator_before_and_after_con
     registry = _deferred(settings)
     predictor = registry.get("default")
     assert not predictor.confirmed
-    assert registry.get("clf").confirmed  # not linear regression: loaded as before
+    assert not registry.get("clf").confirmed  # a logistic regression: its compiled form serves
+    assert registry.get("clf").engine == "compiled"
     assert registry.ready
     assert not registry.all_confirmed
     np.testing.assert_allclose(predictor.predict(rows).predictions, expected, rtol=0, atol=1e-9)

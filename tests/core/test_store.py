@@ -9,8 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sklearn
+import skops.io as sio
+from sklearn.svm import SVR
 
 from modelserve.core.errors import (
     DeserializationError,
@@ -24,7 +27,9 @@ from modelserve.core.errors import (
     VersionNotFoundError,
 )
 from modelserve.core.manifest import LINEAR_FILE, Manifest
+from modelserve.core.settings import DEFAULT_TRUSTED_TYPES
 from modelserve.core.store import STALE_SECONDS, LoadPolicy, ModelStore, sha256_hex
+from modelserve.training.importer import import_model
 from modelserve.training.train import TrainConfig, train
 from tests.helpers import free_port, running_server, serve_command
 
@@ -274,8 +279,30 @@ def test_a_deferred_load_verifies_everything_but_does_not_deserialize(store: Mod
     assert deferred.manifest == full.manifest
     assert deferred.linear is not None
     assert deferred.linear.coef == full.estimator.coef_.tolist()
-    # Models without a linear form load as usual.
-    assert store.load("clf", 1, LoadPolicy(), defer_estimator=True).estimator is not None
+    # A logistic regression has a compiled form instead: deferred too.
+    clf = store.load("clf", 1, LoadPolicy(), defer_estimator=True)
+    assert clf.estimator is None
+    assert clf.compiled is not None
+
+
+def test_a_model_without_a_lean_form_loads_its_estimator_even_when_deferred(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "svr.skops"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    sio.dump(SVR().fit(X, X[:, 0]), path)
+    sample = tmp_path / "sample.csv"
+    sample.write_text("a,b,c\n" + "\n".join(",".join(map(str, row)) for row in X[:10]))
+    import_model(path, "svr", store, sample=sample, trusted=(*DEFAULT_TRUSTED_TYPES, SVR_TYPE))
+    artifact = store.load("svr", 1, LoadPolicy(trusted_types=(SVR_TYPE,)), defer_estimator=True)
+    assert artifact.estimator is not None
+    assert artifact.compiled is None
+    assert artifact.manifest.compiled is not None
+    assert artifact.manifest.compiled.reason == "no compiled form for SVR"
+
+
+SVR_TYPE = "sklearn.svm._classes.SVR"
 
 
 def test_a_deferred_load_still_refuses_a_changed_model_file(store: ModelStore) -> None:

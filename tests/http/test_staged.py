@@ -103,13 +103,14 @@ def test_the_lane_answers_predictions_and_probes_before_the_app_is_built(
 def test_what_the_lane_does_not_answer_waits_for_the_app_and_gets_its_answer(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    settings = settings.model_copy(update={"compiled_forms": False})
     gate = threading.Event()
     staged = StagedApp(Runtime(settings), build=gated(gate))
     requests = [
         ("GET", "/v1/models/default", None),  # a route only the app has
         # a body past the lane's limit (and the body limit): the app's 413
         ("POST", "/predict", {"instances": [[1.0]], "padding": " " * 25_000}),
-        # a micro-batched model (no linear form): the route merges its requests
+        # a model served by scikit-learn (compiled forms off): the route merges its requests
         (
             "POST",
             "/v1/models/clf/predict",

@@ -18,7 +18,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
 )
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import (
     MinMaxScaler,
@@ -27,9 +27,10 @@ from sklearn.preprocessing import (
     PolynomialFeatures,
     StandardScaler,
 )
+from sklearn.svm import SVR
 
 from modelserve.core.compiled import loads
-from modelserve.core.compiled.evaluate import BeyondSingle, answer
+from modelserve.core.compiled.evaluate import Refused, answer
 from modelserve.core.compiled.verify import disagreement, stress_columns
 from modelserve.core.manifest import FeatureSchema, FeatureSpec
 from modelserve.core.predictor import estimator_answers
@@ -71,9 +72,13 @@ SCHEMA = FeatureSchema(
 )
 
 
-def _target(X: pd.DataFrame, task: str) -> np.ndarray:
+def _target(X: pd.DataFrame, task: str, classes: int = 2) -> np.ndarray:
     score = np.nan_to_num(X["length"].to_numpy()) + (X["colour"] == "red") * 4 + X["count"] / 10
-    return (score > 12).to_numpy() if task == "classification" else score.to_numpy()
+    if task == "regression":
+        return score.to_numpy()
+    if classes == 2:
+        return (score > 12).to_numpy()
+    return np.asarray(["low", "mid", "high"], dtype=object)[np.digitize(score, [11, 14])]
 
 
 def _columns(X: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -93,7 +98,31 @@ def _numbers() -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
 
 
+def _mixed(**options: Any) -> ColumnTransformer:
+    """Numbers imputed and scaled, categories one-hot encoded (sparse where ``options`` say)."""
+    return ColumnTransformer(
+        [("num", _numbers(), NUMS), ("cat", OneHotEncoder(handle_unknown="ignore"), CATS)],
+        **options,
+    )
+
+
 PIPELINES: dict[str, tuple[Any, str]] = {
+    "impute+scale, one-hot -> logistic regression": (
+        Pipeline([("prep", _mixed()), ("model", LogisticRegression())]),
+        "classification",
+    ),
+    "impute+scale, sparse one-hot -> logistic regression, three classes": (
+        Pipeline([("prep", _mixed(sparse_threshold=1.0)), ("model", LogisticRegression())]),
+        "classification",
+    ),
+    "impute+scale, one-hot -> ridge": (
+        Pipeline([("prep", _mixed()), ("model", Ridge(alpha=0.5))]),
+        "regression",
+    ),
+    "impute+scale, sparse one-hot -> lasso": (
+        Pipeline([("prep", _mixed(sparse_threshold=1.0)), ("model", Lasso(alpha=0.01))]),
+        "regression",
+    ),
     "impute+scale, one-hot -> forest": (
         Pipeline(
             [
@@ -217,7 +246,8 @@ PIPELINES: dict[str, tuple[Any, str]] = {
 def fitted(request: pytest.FixtureRequest) -> tuple[Any, str]:
     pipeline, task = PIPELINES[request.param]
     X = _frame(400)
-    return pipeline.fit(X, _target(X, task)), task
+    classes = 3 if "three classes" in request.param else 2
+    return pipeline.fit(X, _target(X, task, classes)), task
 
 
 def test_the_pipeline_answers_as_scikit_learn_on_held_out_and_stress_rows(
@@ -290,17 +320,17 @@ def test_an_unsupported_step_says_which() -> None:
         compile_estimator(pipeline, "regression", SCHEMA)
 
 
-def test_a_pipeline_ending_in_a_linear_model_has_no_form_yet() -> None:
+def test_a_pipeline_ending_in_another_model_says_which() -> None:
     pipeline = Pipeline(
         [
             ("prep", ColumnTransformer([("num", _numbers(), NUMS)])),
-            ("model", LogisticRegression()),
+            ("model", SVR()),
         ]
     )
     X = _frame(100)
-    pipeline.fit(X, _target(X, "classification"))
-    with pytest.raises(NotCompilable, match="a pipeline that ends in LogisticRegression"):
-        compile_estimator(pipeline, "classification", SCHEMA)
+    pipeline.fit(X, _target(X, "regression"))
+    with pytest.raises(NotCompilable, match="a pipeline that ends in SVR"):
+        compile_estimator(pipeline, "regression", SCHEMA)
 
 
 def test_a_value_beyond_float32_after_preprocessing_is_refused_as_the_forest_fails() -> None:
@@ -314,8 +344,9 @@ def test_a_value_beyond_float32_after_preprocessing_is_refused_as_the_forest_fai
         np.array(["red", "blue", "red"], dtype=object),
         np.array(["S", "M", "L"], dtype=object),
     )
-    with pytest.raises(BeyondSingle) as caught:
+    with pytest.raises(Refused) as caught:
         answer(form, columns, probabilities=True)
     assert caught.value.rows == [1]
+    assert caught.value.why == "float32"
     with pytest.raises(ValueError, match="too large for dtype\\('float32'\\)"):
         estimator_answers(pipeline, SCHEMA)(columns, True)

@@ -310,18 +310,22 @@ class Predictor:
         ]
         raise summarize(problems, len(found))
 
-    def _beyond_single(self, rows: list[int]) -> InvalidInputError:
+    def _refused(self, refusal: evaluate.Refused) -> InvalidInputError:
+        """The 422 for rows that this version's preprocessing takes to values its model refuses."""
+        label = f"model {self.name!r} v{self.version}"
+        because = {
+            "float32": f"beyond the float32 range (±{_FLOAT32_MAX:.4g}) once {label} has "
+            "preprocessed it, and its trees compare their inputs in float32",
+            "finite": f"not a finite number once {label} has preprocessed it (a number too "
+            "large for its scaling?), and its model takes finite numbers only",
+            "missing": f"missing once {label} has preprocessed it, and its model takes no "
+            "missing values",
+        }[refusal.why]
         problems = [
-            Problem(
-                ("instances", row),
-                f"row {row}: a value is beyond the float32 range "
-                f"(±{_FLOAT32_MAX:.4g}) once model {self.name!r} v{self.version} has "
-                "preprocessed it, and its trees compare their inputs in float32",
-                "out-of-range",
-            )
-            for row in rows[: self.max_problems]
+            Problem(("instances", row), f"row {row}: a value is {because}", "out-of-range")
+            for row in refusal.rows[: self.max_problems]
         ]
-        return summarize(problems, len(rows))
+        return summarize(problems, len(refusal.rows))
 
     def check_finite(self, predictions: np.ndarray) -> None:
         """Raise InvalidInputError when a regression answer is NaN or infinite.
@@ -364,8 +368,8 @@ class Predictor:
                     batch.table if batch.table is not None else batch.rows,
                     probabilities=batch.return_probabilities,
                 )
-            except evaluate.BeyondSingle as exc:
-                raise self._beyond_single(exc.rows) from exc
+            except evaluate.Refused as exc:
+                raise self._refused(exc) from exc
             if probabilities is None:
                 return Prediction(predictions=predictions)
             return Prediction(
@@ -373,21 +377,29 @@ class Predictor:
                 classes=list(self.manifest.output.classes or []),
                 probabilities=np.ascontiguousarray(probabilities),
             )
-        if linear is not None:
+        if linear is not None:  # a regressor: no probabilities (check_outputs)
             coef, intercept = linear
-            predictions = batch.rows.dot(coef) + intercept
-            inputs: Any = None
-        else:
-            inputs = self.inputs(batch)
-            predictions = np.asarray(self.estimator.predict(inputs))
-        if not batch.return_probabilities:
+            return Prediction(predictions=batch.rows.dot(coef) + intercept)
+        inputs = self.inputs(batch)
+        estimator = self.estimator
+        try:
+            predictions = np.asarray(estimator.predict(inputs))
+            probabilities = (
+                np.ascontiguousarray(estimator.predict_proba(inputs))
+                if batch.return_probabilities
+                else None
+            )
+        except ValueError as exc:
+            refusal = _pipeline_refusal(estimator, inputs)
+            if refusal is None:
+                raise
+            raise self._refused(refusal) from exc
+        if probabilities is None:
             return Prediction(predictions=predictions)
         return Prediction(
             predictions=predictions,
             classes=list(self.manifest.output.classes or []),
-            probabilities=np.ascontiguousarray(
-                self.estimator.predict_proba(self.inputs(batch) if inputs is None else inputs)
-            ),
+            probabilities=probabilities,
         )
 
     def inputs(self, batch: Batch) -> Any:
@@ -495,6 +507,26 @@ FLOAT32_ESTIMATORS = frozenset(
 """Estimators that cast their inputs to float32 before comparing them with their thresholds."""
 
 
+def _pipeline_refusal(estimator: Any, inputs: Any) -> evaluate.Refused | None:
+    """Why a pipeline failed on ``inputs``, when its preprocessing took values to ones its last
+    step refuses (beyond float32 for trees, infinite, or missing); None for any other failure."""
+    steps = getattr(estimator, "steps", None)
+    if not isinstance(steps, list) or len(steps) < 2:
+        return None
+    final = steps[-1][1]
+    try:
+        matrix = estimator[:-1].transform(inputs)
+        if hasattr(matrix, "toarray"):  # a sparse matrix
+            matrix = matrix.toarray()
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    path = f"{type(final).__module__}.{type(final).__qualname__}"
+    return evaluate.refused_rows(
+        matrix, float32=path in FLOAT32_ESTIMATORS, missing=True, infinite=True
+    )
+
+
 def estimator_answers(estimator: Any, schema: FeatureSchema) -> verify.Expected:
     """The estimator's ``(predictions, probabilities or None)`` for rows given as columns (a
     checked batch's), taken as the server gives them: a float64 matrix or a DataFrame."""
@@ -502,11 +534,7 @@ def estimator_answers(estimator: Any, schema: FeatureSchema) -> verify.Expected:
     def expected(
         columns: tuple[np.ndarray, ...], probabilities: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        inputs = (
-            np.column_stack(columns)
-            if schema.form == "matrix"
-            else as_frame(schema, checked_table(columns))
-        )
+        inputs = estimator_inputs(schema, columns)
         with warnings.catch_warnings():  # unseen categories, on purpose: not worth a warning
             warnings.simplefilter("ignore", UserWarning)
             predictions = np.asarray(estimator.predict(inputs))
@@ -515,6 +543,14 @@ def estimator_answers(estimator: Any, schema: FeatureSchema) -> verify.Expected:
             return predictions, np.asarray(estimator.predict_proba(inputs))
 
     return expected
+
+
+def estimator_inputs(schema: FeatureSchema, columns: tuple[np.ndarray, ...]) -> Any:
+    """Rows given as columns, as the server gives them to the estimator: a float64 matrix, or a
+    DataFrame (:func:`as_frame`)."""
+    if schema.form == "matrix":
+        return np.column_stack(columns)
+    return as_frame(schema, checked_table(columns))
 
 
 _LINEAR_REGRESSORS = frozenset(
@@ -573,4 +609,11 @@ def _linear_of(
     return coef, np.float64(intercept)
 
 
-__all__ = ["Batch", "Prediction", "Predictor", "estimator_answers", "linear_attachment"]
+__all__ = [
+    "Batch",
+    "Prediction",
+    "Predictor",
+    "estimator_answers",
+    "estimator_inputs",
+    "linear_attachment",
+]

@@ -1,9 +1,10 @@
 """Derive the compiled form of a fitted estimator (see :mod:`modelserve.core.compiled`).
 
 Reads the fitted trees' own arrays — the nodes of each ``sklearn.tree.Tree``, the records of
-each hist-gradient-boosting ``TreePredictor`` — and lays them out as one ensemble. Nothing here
-decides whether the form is right: :func:`modelserve.core.compiled.verify.disagreement` compares
-it with the estimator's own answers before it is published.
+each hist-gradient-boosting ``TreePredictor`` — and lays them out as one ensemble; or a linear
+model's coefficients, with the memory layout in which it multiplies them. Nothing here decides
+whether the form is right: :func:`modelserve.core.compiled.verify.disagreement` compares it
+with the estimator's own answers before it is published.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from modelserve.core.compiled.form import (
     NODE,
     Class,
     CompiledForm,
+    Head,
+    Layout,
+    Linear,
     Trees,
     check_head,
+    check_linear,
     check_trees,
 )
 from modelserve.core.compiled.steps import Program
-from modelserve.core.compiled.verify import check
-from modelserve.core.manifest import COMPILED_FILE, CompiledInfo, FeatureSchema, Task
-from modelserve.core.predictor import estimator_answers, linear_attachment
+from modelserve.core.compiled.verify import check, synthetic_columns
+from modelserve.core.manifest import COMPILED_FILE, LINEAR_FILE, CompiledInfo, FeatureSchema, Task
+from modelserve.core.predictor import estimator_answers, estimator_inputs, linear_attachment
 
 
 class NotCompilable(Exception):  # noqa: N818 - a reason, not a failure: the estimator serves
@@ -47,6 +52,13 @@ _BOOSTING = {
     "sklearn.ensemble._gb.GradientBoostingRegressor",
     "sklearn.ensemble._gb.GradientBoostingClassifier",
 }
+_LINEAR_REGRESSORS = {
+    "sklearn.linear_model._base.LinearRegression",
+    "sklearn.linear_model._ridge.Ridge",
+    "sklearn.linear_model._coordinate_descent.Lasso",
+    "sklearn.linear_model._coordinate_descent.ElasticNet",
+}
+_LOGISTIC = "sklearn.linear_model._logistic.LogisticRegression"
 _HIST_BOOSTING = {
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
@@ -60,9 +72,10 @@ def class_path(estimator: Any) -> str:
 def compile_estimator(
     estimator: Any, task: Task, schema: FeatureSchema | None = None
 ) -> CompiledForm:
-    """The compiled form of ``estimator`` (a tree ensemble, alone or at the end of a
-    ``Pipeline`` of standard steps); raise NotCompilable with the reason if it has none.
-    ``schema``: the model's features, which a pipeline's first step takes."""
+    """The compiled form of ``estimator`` (a tree ensemble or a linear model, alone or at the
+    end of a ``Pipeline`` of standard steps); raise NotCompilable with the reason if it has none.
+    ``schema``: the model's features, which a pipeline's first step takes (and by which the
+    memory layout a linear model multiplies is found)."""
     programs: list[Program] | None = None
     model = estimator
     if class_path(estimator) == _PIPELINE:
@@ -72,7 +85,7 @@ def compile_estimator(
         for _, step in estimator.steps[:-1]:
             programs = _transform(step, programs, schema.names)
         model = estimator.steps[-1][1]
-        if class_path(model) not in _FORESTS | _BOOSTING | _HIST_BOOSTING:
+        if class_path(model) not in _COMPILED:
             raise NotCompilable(
                 f"no compiled form for a pipeline that ends in {type(model).__name__}"
             )
@@ -83,25 +96,85 @@ def compile_estimator(
             programs if programs is not None else [Program(i) for i in range(model.n_features_in_)]
         )
         programs = _transform(model._preprocessor, start, None)
-    if name in _FORESTS:
-        form = _forest(model, task)
-    elif name in _BOOSTING:
-        form = _boosting(model, task)
-    elif name in _HIST_BOOSTING:
-        form = _hist_boosting(model, task)
-    else:
-        raise NotCompilable(f"no compiled form for {type(estimator).__name__}")
+    form = _model_form(model, task, lambda: _layout(estimator, schema))
     if programs is not None:
-        if len(programs) != form.trees.n_features:
+        if len(programs) != form.model.n_features:
             raise NotCompilable(
-                f"the preprocessing gives {len(programs)} columns, the trees take "
-                f"{form.trees.n_features}"
+                f"the preprocessing gives {len(programs)} columns, the model takes "
+                f"{form.model.n_features}"
             )
         features = schema.count if schema is not None else model.n_features_in_
         form = replace(form, columns=tuple(programs), features=features)
-    check_trees(form.trees)
+    if isinstance(form.model, Trees):
+        check_trees(form.model)
+    else:
+        check_linear(form.model)
     check_head(form)
     return form
+
+
+_COMPILED = _FORESTS | _BOOSTING | _HIST_BOOSTING | _LINEAR_REGRESSORS | {_LOGISTIC}
+
+
+def _model_form(model: Any, task: Task, layout: Callable[[], Layout]) -> CompiledForm:
+    """The form of the model itself (a pipeline's last step); ``layout``: how the matrix it
+    multiplies lies in memory, for a linear model."""
+    name = class_path(model)
+    if name in _FORESTS:
+        return _forest(model, task)
+    if name in _BOOSTING:
+        return _boosting(model, task)
+    if name in _HIST_BOOSTING:
+        return _hist_boosting(model, task)
+    if name in _LINEAR_REGRESSORS or name == _LOGISTIC:
+        return _linear(model, task, layout())
+    raise NotCompilable(f"no compiled form for {type(model).__name__}")
+
+
+# -- linear models --------------------------------------------------------------------------------
+
+
+def _linear(model: Any, task: Task, layout: Layout) -> CompiledForm:
+    coef = np.asarray(model.coef_)
+    intercept = np.asarray(model.intercept_, dtype=np.float64).reshape(-1)
+    if coef.dtype != np.float64:
+        raise NotCompilable(f"a linear model with {coef.dtype} coefficients")
+    if class_path(model) == _LOGISTIC:
+        if task != "classification":
+            raise NotCompilable("a LogisticRegression that does not classify")
+        classes: tuple[Class, ...] | None = _classes(model)
+    elif task != "regression" or coef.ndim != 1:
+        raise NotCompilable(f"a {type(model).__name__} with several outputs has no compiled form")
+    else:
+        classes = None
+    linear = Linear(
+        coef=np.ascontiguousarray(coef.reshape(-1, coef.shape[-1])),
+        intercept=np.ascontiguousarray(intercept),
+        vector=coef.ndim == 1,
+        fortran_coef=coef.ndim == 2 and coef.shape[0] > 1 and not coef.flags.c_contiguous,
+        layout=layout,
+    )
+    return CompiledForm(model=linear, head=_boosted_head(classes), classes=classes)
+
+
+def _layout(estimator: Any, schema: FeatureSchema | None) -> Layout:
+    """How the matrix a linear model multiplies lies in memory, found by preprocessing a few
+    rows as the server gives them (a float64 matrix or a DataFrame) and checking them as the
+    model does."""
+    from scipy import sparse  # noqa: PLC0415 - scikit-learn has imported it already
+    from sklearn.utils import check_array  # noqa: PLC0415
+
+    if schema is None:
+        return "C"
+    inputs = estimator_inputs(schema, synthetic_columns(schema, 3))
+    if class_path(estimator) == _PIPELINE:
+        inputs = estimator[:-1].transform(inputs)
+    X = check_array(inputs, accept_sparse=["csr", "csc"], dtype=None, ensure_all_finite=False)
+    if X.dtype != np.float64:
+        raise NotCompilable(f"a linear model given {X.dtype} values")
+    if sparse.issparse(X):
+        return "sparse"
+    return "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"
 
 
 # -- preprocessing steps --------------------------------------------------------------------------
@@ -254,8 +327,11 @@ def lean_forms(
 ) -> tuple[dict[str, bytes], CompiledInfo]:
     """The attachments that let a server answer without the estimator (``linear.json``,
     ``compiled.bin``), each checked against it, and the compiled form's check."""
+    linear = linear_attachment(estimator, task, schema)
+    if linear:
+        return linear, CompiledInfo(verified=False, reason=f"served by its {LINEAR_FILE}")
     compiled, info = compiled_attachment(estimator, task, schema, rows)
-    return {**linear_attachment(estimator, task, schema), **compiled}, info
+    return compiled, info
 
 
 def compiled_attachment(
@@ -313,7 +389,7 @@ def _forest(forest: Any, task: Task) -> CompiledForm:
         value = tree.tree_.value[:, 0, :width]
         parts.append(_decision_tree(tree.tree_, value, column=0, nan_aware=True))
     return CompiledForm(
-        trees=_join(parts, forest.n_features_in_, width, float32_input=True, average=True),
+        model=_join(parts, forest.n_features_in_, width, float32_input=True, average=True),
         head="value" if classes is None else "proba",
         classes=classes,
     )
@@ -340,13 +416,14 @@ def _boosting(model: Any, task: Task) -> CompiledForm:
         for k in range(len(stage))
     ]
     return CompiledForm(
-        trees=_join(
+        model=_join(
             parts,
             model.n_features_in_,
             start.shape[1],
             float32_input=True,
             average=False,
             init=np.asarray(start[0], dtype=np.float64),
+            takes_missing=False,  # its predict refuses NaN
         ),
         head=_boosted_head(classes),
         classes=classes,
@@ -414,7 +491,7 @@ def _hist_boosting(model: Any, task: Task) -> CompiledForm:
     sets = np.concatenate([*left_sets, np.asarray(known, dtype=np.uint32).reshape(-1, 8)])
     baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)
     return CompiledForm(
-        trees=_join(
+        model=_join(
             parts,
             model.n_features_in_,
             len(baseline),
@@ -487,6 +564,7 @@ def _join(
     average: bool,
     init: np.ndarray | None = None,
     sets: np.ndarray | None = None,
+    takes_missing: bool = True,
 ) -> Trees:
     nodes, values, refs, roots = [], [], [], []
     offset = 0
@@ -508,6 +586,7 @@ def _join(
         n_features=n_features,
         float32_input=float32_input,
         average=average,
+        takes_missing=takes_missing,
     )
 
 
@@ -518,7 +597,8 @@ def _classes(model: Any) -> tuple[Class, ...]:
     return classes
 
 
-def _boosted_head(classes: tuple[Class, ...] | None) -> Any:
+def _boosted_head(classes: tuple[Class, ...] | None) -> Head:
+    """One score, one logit (two classes) or one score per class: a boosted or linear model."""
     if classes is None:
         return "value"
     return "logit" if len(classes) == 2 else "softmax"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import numpy as np
 import orjson
 import pytest
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from modelserve.core.compiled import CompiledFormError, loads
-from modelserve.core.compiled.form import LEAF, MAGIC, CompiledForm
+from modelserve.core.compiled.form import LEAF, MAGIC, CompiledForm, Linear
 from modelserve.training.compile import compile_estimator
 
 
@@ -42,7 +44,7 @@ def _edited(form: CompiledForm, **arrays: np.ndarray) -> bytes:
     trees = form.trees
     fields = {**trees.arrays(), **arrays}
     edited = CompiledForm(
-        trees=type(trees)(
+        model=type(trees)(
             **fields,
             n_features=trees.n_features,
             float32_input=trees.float32_input,
@@ -98,8 +100,80 @@ def test_an_array_past_the_end_of_the_file_is_refused(forest: CompiledForm) -> N
 
 def test_a_header_missing_a_field_is_refused(forest: CompiledForm) -> None:
     header, body = _parts(forest.dumps())
-    del header["trees"]
+    del header["zero_is_positive"]
     with pytest.raises(CompiledFormError, match="malformed header: KeyError"):
+        loads(_pack(header, body))
+
+
+def test_a_form_holds_trees_or_a_linear_model_not_both_nor_neither(forest: CompiledForm) -> None:
+    header, body = _parts(forest.dumps())
+    header["linear"] = {"vector": True, "fortran_coef": False, "layout": "C"}
+    with pytest.raises(CompiledFormError, match="either trees or a linear model"):
+        loads(_pack(header, body))
+    del header["linear"], header["trees"]
+    with pytest.raises(CompiledFormError, match="either trees or a linear model"):
+        loads(_pack(header, body))
+
+
+@pytest.fixture(scope="module")
+def logistic() -> CompiledForm:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 4))
+    y = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])
+    return compile_estimator(LogisticRegression().fit(X, y), "classification")
+
+
+def test_a_linear_form_reads_back_as_it_was_written(logistic: CompiledForm) -> None:
+    again = loads(logistic.dumps())
+    assert isinstance(again.model, Linear)
+    assert isinstance(logistic.model, Linear)
+    assert again.head == "softmax"
+    assert again.classes == (0, 1, 2)
+    assert np.array_equal(again.model.coef, logistic.model.coef)
+    assert np.array_equal(again.model.intercept, logistic.model.intercept)
+    assert again.model.fortran_coef == logistic.model.fortran_coef
+    assert again.model.layout == "C"
+
+
+def _linear_edited(form: CompiledForm, **changes: object) -> bytes:
+    assert isinstance(form.model, Linear)
+    return CompiledForm(
+        model=replace(form.model, **changes), head=form.head, classes=form.classes
+    ).dumps()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"coef": np.array([[np.inf, 0.0, 0.0, 0.0]] * 3)}, "coefficient or intercept is not a"),
+        ({"intercept": np.array([0.0, np.nan, 0.0])}, "coefficient or intercept is not a"),
+        ({"intercept": np.zeros(2)}, "2 intercepts for 3 outputs"),
+        ({"coef": np.zeros((3, 0))}, "a linear model of 3 outputs over 0 features"),
+        ({"vector": True}, "one coefficient vector has one output"),
+    ],
+)
+def test_a_malformed_linear_model_is_refused(
+    logistic: CompiledForm, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(CompiledFormError, match=message):
+        loads(_linear_edited(logistic, **changes))
+
+
+def test_an_unknown_layout_is_refused(logistic: CompiledForm) -> None:
+    header, body = _parts(logistic.dumps())
+    header["linear"]["layout"] = "diagonal"  # type: ignore[index]
+    with pytest.raises(CompiledFormError, match="unknown layout 'diagonal'"):
+        loads(_pack(header, body))
+
+
+def test_a_coefficient_vector_answers_only_a_value() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 2))
+    form = compile_estimator(Ridge().fit(X, X[:, 0]), "regression")
+    assert isinstance(form.model, Linear)
+    header, body = _parts(form.dumps())
+    header["head"], header["classes"] = "logit", [0, 1]
+    with pytest.raises(CompiledFormError, match="one coefficient vector answers a value"):
         loads(_pack(header, body))
 
 

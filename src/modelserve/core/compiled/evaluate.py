@@ -1,17 +1,19 @@
-"""Answers from a compiled form: raw scores from the trees, then the head's answer.
+"""Answers from a compiled form: raw scores from its model, then the head's answer.
 
-Each step copies what the estimator's own ``predict`` / ``predict_proba`` does after its trees
-(the averaging of a forest, the ``>`` or ``>=`` of a boosted binary classifier, SciPy's
-``expit``, scikit-learn's ``softmax``), so that the two agree to the last bit.
+Each step copies what the estimator's own ``predict`` / ``predict_proba`` does (the averaging
+of a forest, the ``>`` or ``>=`` of a binary classifier, SciPy's ``expit``, scikit-learn's
+``softmax``; for a linear model, the same matrix product on the same memory layout), so that
+the two agree to the last bit.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Literal
 
 import numpy as np
 
-from modelserve.core.compiled.form import CompiledForm, Trees
+from modelserve.core.compiled.form import CompiledForm, Linear, Trees
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -49,6 +51,36 @@ def scores(trees: Trees, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def linear_scores(linear: Linear, X: np.ndarray) -> np.ndarray:
+    """Raw scores, rows x outputs: ``X @ coef.T + intercept`` as scikit-learn computes it.
+
+    A dense product is NumPy's (BLAS) on ``X`` and ``coef`` laid out as the estimator has them:
+    the same call on the same strides sums in the same order. A sparse product (scikit-learn
+    given a sparse matrix) adds each row's terms in column order onto zero, as SciPy does.
+    """
+    coef = linear.coefficients
+    intercept = linear.intercept
+    raw: np.ndarray
+    if linear.layout == "sparse":
+        product: np.ndarray = _machine_code().sequential_dot(
+            np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(coef)
+        )
+        raw = product[:, 0] + intercept[0] if linear.vector else product + intercept
+    else:
+        if linear.layout == "F":
+            X = _column_ordered(X)
+        raw = X @ coef[0] + intercept[0] if linear.vector else X @ coef.T + intercept
+    return raw[:, np.newaxis] if linear.vector else raw
+
+
+def _column_ordered(X: np.ndarray) -> np.ndarray:
+    """``X`` with the strides of a matrix that pandas gives (the transpose of a row-ordered
+    one), which a row of one or a column of one would otherwise not have."""
+    out = np.empty((X.shape[1], X.shape[0])).T
+    out[...] = X
+    return out
+
+
 def model_matrix(form: CompiledForm, inputs: Inputs) -> np.ndarray:
     """The float64 matrix the trees take: the inputs through the form's column programs."""
     plan = form.plan
@@ -60,13 +92,19 @@ def model_matrix(form: CompiledForm, inputs: Inputs) -> np.ndarray:
     return plan.run(columns)
 
 
-class BeyondSingle(ValueError):  # noqa: N818 - a condition of the rows, named for them
-    """Rows whose preprocessed values float32 cannot hold, for trees that compare in float32
-    (the estimator itself would fail on them): ``rows``, in order."""
+Why = Literal["float32", "finite", "missing"]
+"""Why a model refuses a preprocessed value: beyond float32 (or infinite), for trees that compare
+in float32; not a finite number, for a linear model; missing (NaN), for a model that takes none."""
 
-    def __init__(self, rows: list[int]) -> None:
-        super().__init__(f"rows {rows} are beyond float32 after preprocessing")
+
+class Refused(ValueError):  # noqa: N818 - a condition of the rows, named for them
+    """Rows that a pipeline's preprocessing takes to values its model refuses (the estimator
+    itself fails on them, and so must the form): ``rows``, in order, and ``why``."""
+
+    def __init__(self, rows: list[int], why: Why) -> None:
+        super().__init__(f"rows {rows} are refused after preprocessing ({why})")
         self.rows = rows
+        self.why = why
 
 
 def answer(
@@ -74,18 +112,51 @@ def answer(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(predictions, probabilities or None)`` for a checked batch's values.
 
-    Raises BeyondSingle where a pipeline's preprocessing takes a value beyond float32 for trees
-    that compare in float32 (the model's own features are checked before, by the predictor).
+    Raises Refused where a pipeline's preprocessing takes a value to one its model refuses (the
+    model's own features are checked before, by the predictor and the schema).
     """
     matrix = model_matrix(form, inputs)
-    if form.columns is not None and form.trees.float32_input:
-        magnitude = np.abs(matrix)
-        if magnitude.max(initial=0.0) > _FLOAT32_MAX:
-            with np.errstate(over="ignore"):
-                beyond = np.isinf(matrix.astype(np.float32)) & np.isfinite(matrix)
-            if beyond.any():
-                raise BeyondSingle([int(r) for r in np.flatnonzero(beyond.any(axis=1))])
-    raw = scores(form.trees, matrix)
+    model = form.model
+    if form.columns is not None:
+        refusal = (
+            refused_rows(matrix, float32=False, missing=True, infinite=True)
+            if isinstance(model, Linear)
+            else refused_rows(matrix, float32=model.float32_input, missing=not model.takes_missing)
+        )
+        if refusal is not None:
+            raise refusal
+    raw = linear_scores(model, matrix) if isinstance(model, Linear) else scores(model, matrix)
+    return _head(form, raw, probabilities=probabilities)
+
+
+def refused_rows(
+    matrix: np.ndarray, *, float32: bool, missing: bool, infinite: bool = False
+) -> Refused | None:
+    """The rows of a model's input ``matrix`` holding a value it refuses, or None: beyond
+    float32 or infinite (``float32``), infinite (``infinite``: then NaN is "not finite" too),
+    NaN (``missing``)."""
+    if not (float32 or missing or infinite):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        peak = np.abs(matrix).max(initial=0.0)  # NaN where any value is NaN
+        if (peak <= _FLOAT32_MAX) if float32 else (peak < np.inf):
+            return None  # the common case, in one pass
+        nan = np.isnan(matrix)
+        beyond = (~nan & ~(np.abs(matrix) <= _FLOAT32_MAX)) if float32 else np.isinf(matrix)
+    if (float32 or infinite) and beyond.any():
+        return Refused(_rows(beyond), "float32" if float32 else "finite")
+    if missing and nan.any():
+        return Refused(_rows(nan), "finite" if infinite else "missing")
+    return None
+
+
+def _rows(mask: np.ndarray) -> list[int]:
+    return [int(r) for r in np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))]
+
+
+def _head(
+    form: CompiledForm, raw: np.ndarray, *, probabilities: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     if form.head == "value":
         return raw[:, 0].copy(), None
     classes = _labels(form)
@@ -127,4 +198,13 @@ def _labels(form: CompiledForm) -> np.ndarray:
     return np.asarray(classes)
 
 
-__all__ = ["BeyondSingle", "Inputs", "answer", "model_matrix", "scores"]
+__all__ = [
+    "Inputs",
+    "Refused",
+    "Why",
+    "answer",
+    "linear_scores",
+    "model_matrix",
+    "refused_rows",
+    "scores",
+]

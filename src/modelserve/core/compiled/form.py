@@ -12,10 +12,12 @@ checked to stay inside its own tree and to point forward, so no form, however ma
 out of bounds or loop. Whether a form *answers like its estimator* is a separate question,
 settled by :mod:`modelserve.core.compiled.verify` at publish and again at load.
 
-A tree ensemble is one array of nodes for all its trees, each tree laid out depth first so that
-a split's left child is the node right after it (only the right child is stored). Each tree adds
-its leaf's row of ``values`` to the output columns starting at its ``column``, in tree order,
-onto ``init`` — the same additions, in the same order, as scikit-learn makes.
+A form's model is a tree ensemble or a linear model. A tree ensemble is one array of nodes for
+all its trees, each tree laid out depth first so that a split's left child is the node right
+after it (only the right child is stored). Each tree adds its leaf's row of ``values`` to the
+output columns starting at its ``column``, in tree order, onto ``init`` — the same additions, in
+the same order, as scikit-learn makes. A linear model is its coefficients and intercepts, and
+the memory layout in which scikit-learn multiplies them (see :class:`Linear`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class Trees:
     """Compare ``float32(x)`` with the thresholds, as scikit-learn's decision trees do."""
     average: bool
     """Divide the sum by the number of trees (a forest)."""
+    takes_missing: bool = True
+    """Whether the estimator takes a missing value (NaN) at all (gradient boosting does not)."""
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The ensemble's arrays by their names in ``compiled.bin``."""
@@ -93,13 +97,53 @@ class Trees:
         return int(self.roots.shape[0])
 
 
+Layout = Literal["C", "F", "sparse"]
+"""How the linear model's input matrix lies in memory when scikit-learn multiplies it: rows
+(``C``), columns (``F``), or a sparse matrix (its product adds each row's terms in column order,
+starting from zero)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Linear:
+    """A fitted linear model: ``X @ coef.T + intercept``, with the estimator's own memory layout
+    for ``X`` and ``coef``, so that the product is the same BLAS call on the same shapes and
+    strides (a different call sums in a different order, and differs in the last bits)."""
+
+    coef: np.ndarray
+    """Coefficients, outputs x features, C-ordered (as stored)."""
+    intercept: np.ndarray
+    """One intercept per output."""
+    vector: bool
+    """The estimator's ``coef_`` is one vector (a regressor): ``X @ coef[0] + intercept[0]``."""
+    fortran_coef: bool
+    """The estimator's ``coef_`` is column-ordered (a multiclass logistic regression's is)."""
+    layout: Layout
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The model's arrays by their names in ``compiled.bin``."""
+        return {"coef": self.coef, "intercept": self.intercept}
+
+    @cached_property
+    def coefficients(self) -> np.ndarray:
+        """``coef`` in the estimator's memory order, ready to multiply."""
+        return np.asfortranarray(self.coef) if self.fortran_coef else self.coef
+
+    @property
+    def n_features(self) -> int:
+        return int(self.coef.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.coef.shape[0])
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledForm:
     """A model that predicts without scikit-learn: its preprocessing (``columns``: one program
-    per column the trees take, see :mod:`~modelserve.core.compiled.steps`; None when they take
-    the model's features as they are), a tree ensemble, and its answer's head."""
+    per column the model takes, see :mod:`~modelserve.core.compiled.steps`; None when it takes
+    the features as they are), a tree ensemble or a linear model, and its answer's head."""
 
-    trees: Trees
+    model: Trees | Linear
     head: Head
     classes: tuple[Class, ...] | None = None
     zero_is_positive: bool = False
@@ -118,19 +162,25 @@ class CompiledForm:
         return None if self.columns is None else Plan(self.columns)
 
     @property
+    def trees(self) -> Trees | None:
+        """The tree ensemble, for a form whose model is one."""
+        return self.model if isinstance(self.model, Trees) else None
+
+    @property
     def n_inputs(self) -> int:
         """How many features the form takes: the model's own, before any preprocessing."""
-        return self.trees.n_features if self.features is None else self.features
+        return self.model.n_features if self.features is None else self.features
 
     def dumps(self) -> bytes:
         """The form as ``compiled.bin`` bytes."""
-        trees = self.trees
-        arrays = trees.arrays()
+        model = self.model
+        arrays = model.arrays()
         layout: dict[str, dict[str, Any]] = {}
         blobs: list[bytes] = []
         offset = 0
         for name, array in arrays.items():
-            data = np.ascontiguousarray(array, dtype=_DTYPES[name]).tobytes()
+            dtype = _DTYPES[name] if isinstance(model, Trees) else _LINEAR_DTYPES[name]
+            data = np.ascontiguousarray(array, dtype=dtype).tobytes()
             layout[name] = {"shape": list(array.shape), "offset": offset}
             padded = data + b"\0" * (-len(data) % 8)
             blobs.append(padded)
@@ -143,16 +193,31 @@ class CompiledForm:
                 "fortran_scores": self.fortran_scores,
                 "columns": None if self.columns is None else to_json(self.columns),
                 "features": self.features,
-                "trees": {
-                    "n_features": trees.n_features,
-                    "float32_input": trees.float32_input,
-                    "average": trees.average,
-                },
+                **_model_header(model),
                 "arrays": layout,
             }
         )
         header += b" " * (-(len(MAGIC) + 4 + len(header)) % 8)
         return b"".join([MAGIC, struct.pack("<I", len(header)), header, *blobs])
+
+
+def _model_header(model: Trees | Linear) -> dict[str, Any]:
+    if isinstance(model, Linear):
+        return {
+            "linear": {
+                "vector": model.vector,
+                "fortran_coef": model.fortran_coef,
+                "layout": model.layout,
+            }
+        }
+    return {
+        "trees": {
+            "n_features": model.n_features,
+            "float32_input": model.float32_input,
+            "average": model.average,
+            "takes_missing": model.takes_missing,
+        }
+    }
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {
@@ -173,6 +238,9 @@ _NDIM = {
     "category_refs": 2,
     "init": 1,
 }
+_LINEAR_DTYPES: dict[str, np.dtype[Any]] = {"coef": np.dtype("<f8"), "intercept": np.dtype("<f8")}
+_LINEAR_NDIM = {"coef": 2, "intercept": 1}
+_LAYOUTS: tuple[Layout, ...] = ("C", "F", "sparse")
 _HEADS: tuple[Head, ...] = ("value", "proba", "logit", "softmax")
 
 
@@ -198,8 +266,61 @@ def loads(data: bytes) -> CompiledForm:
 
 
 def _build(header: dict[str, Any], body: memoryview) -> CompiledForm:
+    if ("trees" in header) == ("linear" in header):
+        raise CompiledFormError("a form holds either trees or a linear model")
+    model = _linear(header, body) if "linear" in header else _trees(header, body)
+    columns, features = header["columns"], header["features"]
+    if (columns is None) != (features is None):
+        raise CompiledFormError("column programs and the number of features they read go together")
+    try:
+        programs = None if columns is None else from_json(columns, _int(features, "features"))
+    except StepError as exc:
+        raise CompiledFormError(str(exc)) from exc
+    if programs is not None and len(programs) != model.n_features:
+        raise CompiledFormError(
+            f"{len(programs)} column programs for a model that takes {model.n_features} columns"
+        )
+    head = header["head"]
+    if head not in _HEADS:
+        raise CompiledFormError(f"unknown head {head!r}")
+    classes = header["classes"]
+    form = CompiledForm(
+        model=model,
+        head=head,
+        classes=None if classes is None else tuple(_class(c) for c in classes),
+        zero_is_positive=_bool(header["zero_is_positive"], "zero_is_positive"),
+        fortran_scores=_bool(header["fortran_scores"], "fortran_scores"),
+        columns=programs,
+        features=features,
+    )
+    check_head(form)
+    return form
+
+
+def _linear(header: dict[str, Any], body: memoryview) -> Linear:
     arrays = {
-        name: _array(name, header["arrays"][name], body, dtype) for name, dtype in _DTYPES.items()
+        name: _array(name, header["arrays"][name], body, dtype, _LINEAR_NDIM[name])
+        for name, dtype in _LINEAR_DTYPES.items()
+    }
+    spec = header["linear"]
+    layout = spec["layout"]
+    if layout not in _LAYOUTS:
+        raise CompiledFormError(f"unknown layout {layout!r}")
+    linear = Linear(
+        coef=arrays["coef"],
+        intercept=arrays["intercept"],
+        vector=_bool(spec["vector"], "vector"),
+        fortran_coef=_bool(spec["fortran_coef"], "fortran_coef"),
+        layout=layout,
+    )
+    check_linear(linear)
+    return linear
+
+
+def _trees(header: dict[str, Any], body: memoryview) -> Trees:
+    arrays = {
+        name: _array(name, header["arrays"][name], body, dtype, _NDIM[name])
+        for name, dtype in _DTYPES.items()
     }
     spec = header["trees"]
     trees = Trees(
@@ -213,41 +334,19 @@ def _build(header: dict[str, Any], body: memoryview) -> CompiledForm:
         n_features=_int(spec["n_features"], "n_features"),
         float32_input=_bool(spec["float32_input"], "float32_input"),
         average=_bool(spec["average"], "average"),
+        takes_missing=_bool(spec.get("takes_missing", True), "takes_missing"),
     )
     check_trees(trees)
-    columns, features = header["columns"], header["features"]
-    if (columns is None) != (features is None):
-        raise CompiledFormError("column programs and the number of features they read go together")
-    try:
-        programs = None if columns is None else from_json(columns, _int(features, "features"))
-    except StepError as exc:
-        raise CompiledFormError(str(exc)) from exc
-    if programs is not None and len(programs) != trees.n_features:
-        raise CompiledFormError(
-            f"{len(programs)} column programs for trees that take {trees.n_features} columns"
-        )
-    head = header["head"]
-    if head not in _HEADS:
-        raise CompiledFormError(f"unknown head {head!r}")
-    classes = header["classes"]
-    form = CompiledForm(
-        trees=trees,
-        head=head,
-        classes=None if classes is None else tuple(_class(c) for c in classes),
-        zero_is_positive=_bool(header["zero_is_positive"], "zero_is_positive"),
-        fortran_scores=_bool(header["fortran_scores"], "fortran_scores"),
-        columns=programs,
-        features=features,
-    )
-    check_head(form)
-    return form
+    return trees
 
 
-def _array(name: str, spec: dict[str, Any], body: memoryview, dtype: np.dtype[Any]) -> np.ndarray:
+def _array(
+    name: str, spec: dict[str, Any], body: memoryview, dtype: np.dtype[Any], ndim: int
+) -> np.ndarray:
     shape = tuple(_int(n, f"{name} shape") for n in spec["shape"])
     offset = _int(spec["offset"], f"{name} offset")
-    if len(shape) != _NDIM[name]:
-        raise CompiledFormError(f"{name} has {len(shape)} dimensions, not {_NDIM[name]}")
+    if len(shape) != ndim:
+        raise CompiledFormError(f"{name} has {len(shape)} dimensions, not {ndim}")
     count = int(np.prod(shape, dtype=np.int64))
     end = offset + count * dtype.itemsize
     if offset % 8 or end > len(body):
@@ -325,10 +424,28 @@ def _check_leaves(trees: Trees, split: np.ndarray) -> None:
         raise CompiledFormError("a tree adds to an output column the model does not have")
 
 
+def check_linear(linear: Linear) -> None:
+    """Raise CompiledFormError unless the coefficients and intercepts fit and are finite."""
+    outputs, features = linear.coef.shape
+    if outputs < 1 or not 1 <= features <= _MAX_LINEAR_FEATURES:
+        raise CompiledFormError(f"a linear model of {outputs} outputs over {features} features")
+    if linear.intercept.shape != (outputs,):
+        raise CompiledFormError(f"{linear.intercept.shape[0]} intercepts for {outputs} outputs")
+    if linear.vector and outputs != 1:
+        raise CompiledFormError("a linear model with one coefficient vector has one output")
+    if not (np.isfinite(linear.coef).all() and np.isfinite(linear.intercept).all()):
+        raise CompiledFormError("a coefficient or intercept is not a finite number")
+
+
+_MAX_LINEAR_FEATURES = 1 << 24
+
+
 def check_head(form: CompiledForm) -> None:
-    """Raise CompiledFormError unless the head fits the ensemble's outputs and classes."""
-    outputs = form.trees.n_outputs
+    """Raise CompiledFormError unless the head fits the model's outputs and classes."""
+    outputs = form.model.n_outputs
     classes = form.classes
+    if isinstance(form.model, Linear) and form.model.vector and form.head != "value":
+        raise CompiledFormError("a linear model with one coefficient vector answers a value")
     if form.head == "value":
         if outputs != 1 or classes is not None:
             raise CompiledFormError("a regressor's form has one output and no classes")
@@ -352,8 +469,11 @@ __all__ = [
     "CompiledForm",
     "CompiledFormError",
     "Head",
+    "Layout",
+    "Linear",
     "Trees",
     "check_head",
+    "check_linear",
     "check_trees",
     "loads",
 ]

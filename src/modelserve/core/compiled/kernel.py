@@ -1,4 +1,5 @@
-"""Machine code for walking a compiled tree ensemble (numba, compiled once and cached on disk).
+"""Machine code for a compiled form (numba, compiled once and cached on disk): walking a tree
+ensemble, and a sparse matrix product in SciPy's order.
 
 The arithmetic is scikit-learn's, operation for operation: each tree's leaf row is added to the
 output in tree order (no reassociation: no fast-math), a decision tree compares ``float32(x)``
@@ -149,6 +150,22 @@ def expit(x: Any, out: Any) -> None:
         out[i] = 1.0 / (1.0 + math.exp(-x[i]))
 
 
+@numba.njit(cache=True, nogil=True)
+def sequential_dot(X: Any, coef: Any) -> Any:
+    """``X @ coef.T`` as SciPy multiplies a sparse row-ordered matrix: each output starts at
+    zero and adds its row's stored terms (the non-zero values, NaN included) in column order."""
+    rows, features = X.shape
+    outputs = coef.shape[0]
+    out = np.zeros((rows, outputs))
+    for i in range(rows):
+        for j in range(features):
+            x = X[i, j]
+            if x != 0.0:
+                for k in range(outputs):
+                    out[i, k] += x * coef[k, j]
+    return out
+
+
 def warm_up() -> None:
     """Load (or compile, the first time) the machine code, before traffic."""
     from modelserve.core.compiled.form import NODE  # noqa: PLC0415 - only the dtype
@@ -170,4 +187,4 @@ def warm_up() -> None:
     expit(np.zeros(1), np.zeros(1))
 
 
-__all__ = ["expit", "scores", "warm_up"]
+__all__ = ["expit", "scores", "sequential_dot", "warm_up"]

@@ -9,8 +9,12 @@ set into one feature of a base row —
   trees, which compare ``float32(x)``, also the float32 numbers around it), carried back through
   the preprocessing to the feature it comes from where that is arithmetic (imputing, scaling);
 - every category code a categorical split can see, and codes outside them;
+- for a linear model, zero, the tiniest and the largest numbers, either sign, in each feature;
 - every category of a categorical feature, and one it has never seen where the model takes it;
 - a missing value in each feature that may be missing.
+
+Then the rows are checked again in small batches of several sizes: a linear model's matrix
+product may take another path through BLAS for another number of rows, and must agree on each.
 
 When there are more stress values than the budget allows, a seeded sample of them is taken, so
 a check is repeatable. Rows are given as one 1-D array per feature (a checked batch's columns);
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from modelserve.core.compiled.evaluate import Inputs, answer
+from modelserve.core.compiled.evaluate import Inputs, Refused, answer
 from modelserve.core.compiled.form import CATEGORICAL, LEAF, CompiledForm, Trees
 from modelserve.core.compiled.steps import Op
 from modelserve.core.manifest import FeatureSchema, FeatureSpec
@@ -37,6 +41,9 @@ Expected = Callable[[Columns, bool], tuple[np.ndarray, np.ndarray | None]]
 """The estimator's ``(predictions, probabilities or None)`` for rows given as columns."""
 
 _CODES_OUTSIDE = (-1.0, 255.0, 256.0, 300.0, 70000.0)
+_EXTREMES = (0.0, -0.0, 5e-324, -5e-324, 1e-300, 1e300, -1e300, float(np.finfo(np.float64).max))
+_SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 100)
+"""Batch sizes the checked rows are also compared in (each a slice at another offset)."""
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _UNSEEN = "\x00never seen in training"
 
@@ -115,7 +122,8 @@ def stress_values(trees: Trees) -> list[tuple[int, float]]:
 def feature_stress(form: CompiledForm, schema: FeatureSchema) -> list[tuple[int, Any]]:
     """``(feature, value)`` pairs that put the model's own features at the stress values."""
     stress: list[tuple[int, Any]] = []
-    for column, value in stress_values(form.trees):
+    trees = form.trees
+    for column, value in [] if trees is None else stress_values(trees):
         if form.columns is None:
             stress.append((column, value))
             continue
@@ -125,6 +133,8 @@ def feature_stress(form: CompiledForm, schema: FeatureSchema) -> list[tuple[int,
             feature = schema.features[program.source]
             stress.extend((program.source, v) for v in _near(raw, feature))
     for index, feature in enumerate(schema.features):
+        if trees is None and not feature.categories and feature.dtype in ("float64", "int64"):
+            stress.extend((index, v) for v in _EXTREMES if feature.dtype == "float64" or v == 0)
         if feature.categories:
             stress.extend((index, c) for c in feature.categories)
             if feature.accepts_unseen:
@@ -184,9 +194,26 @@ def stress_columns(
 def disagreement(
     form: CompiledForm, expected: Expected, columns: Columns, *, classifier: bool
 ) -> str | None:
-    """Why the form's answers on ``columns`` are not exactly the estimator's, or None."""
-    ours, ours_proba = answer(form, columns, probabilities=classifier)
-    theirs, theirs_proba = expected(columns, classifier)
+    """Why the form's answers on ``columns`` are not exactly the estimator's, or None. Rows the
+    form refuses (:class:`~modelserve.core.compiled.evaluate.Refused`) must be ones the estimator
+    fails on too (a sample is tried one by one); the others are compared."""
+    with np.errstate(all="ignore"):  # stress rows overflow on purpose, on both sides alike
+        try:
+            ours, ours_proba = answer(form, columns, probabilities=classifier)
+        except Refused as refusal:
+            why = _refusals_disagree(expected, columns, refusal.rows, classifier)
+            if why is not None:
+                return why
+            keep = np.ones(len(columns[0]), dtype=bool)
+            keep[refusal.rows] = False
+            if not keep.any():
+                return None
+            columns = tuple(c[keep] for c in columns)
+            ours, ours_proba = answer(form, columns, probabilities=classifier)
+        try:
+            theirs, theirs_proba = expected(columns, classifier)
+        except ValueError as exc:
+            return f"the estimator fails on rows the compiled form answers: {exc}"
     difference = _first_difference(ours, theirs, "prediction")
     if difference is None and classifier:
         assert ours_proba is not None  # noqa: S101 - answer() returns them when asked
@@ -196,6 +223,22 @@ def disagreement(
         return None
     rows = len(columns[0])
     return f"the compiled form disagrees with the estimator on {rows:,} checked rows: {difference}"
+
+
+def _refusals_disagree(
+    expected: Expected, columns: Columns, rows: list[int], classifier: bool
+) -> str | None:
+    """Why refusing ``rows`` is not what the estimator does (it answers one), or None."""
+    for row in rows[:: max(1, len(rows) // _REFUSALS_TRIED)]:
+        try:
+            expected(tuple(c[row : row + 1] for c in columns), classifier)
+        except ValueError:
+            continue
+        return f"the compiled form refuses a row the estimator answers (row {row})"
+    return None
+
+
+_REFUSALS_TRIED = 8
 
 
 def _first_difference(ours: np.ndarray, theirs: np.ndarray, what: str) -> str | None:
@@ -229,7 +272,15 @@ def check(
     rows = synthetic_columns(schema, LOAD_ROWS) if base is None else base
     stress = stress_columns(form, schema, rows, limit=limit)
     checked = tuple(np.concatenate([a, b]) for a, b in zip(rows, stress, strict=True))
-    return disagreement(form, expected, checked, classifier=classifier), len(checked[0])
+    reason = disagreement(form, expected, checked, classifier=classifier)
+    count = len(checked[0])
+    for offset, size in enumerate(_SIZES):
+        if reason is not None or size > count:
+            break
+        start = (offset * 37) % (count - size + 1)
+        batch = tuple(c[start : start + size] for c in checked)
+        reason = disagreement(form, expected, batch, classifier=classifier)
+    return reason, count
 
 
 def fastest_up_to(
