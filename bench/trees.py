@@ -1,9 +1,11 @@
-"""Benchmark: tree ensembles and a mixed-type pipeline, compiled forms on and off, and MLServer.
+"""Benchmark: tree ensembles and mixed-type pipelines, compiled forms on and off, and MLServer.
 
-Three models, each in its own store: a random forest (`--estimator random-forest`, 100 trees
-on the default 10 synthetic features), a hist gradient boosting regressor on the same data, and
-the penguins pipeline (`--estimator hist-gradient-boosting-classifier --csv
-examples/penguins.csv`: ordinal codes for the text columns, then HistGradientBoosting). Each is
+Four models, each in its own store: a random forest (`--estimator random-forest`, 100 trees
+on the default 10 synthetic features), a hist gradient boosting regressor on the same data, the
+penguins pipeline (`--estimator hist-gradient-boosting-classifier --csv
+examples/penguins.csv`: ordinal codes for the text columns, then HistGradientBoosting), and the
+same data through a logistic regression (`--estimator logistic-regression`: imputer, scaler and
+one-hot encoder, then LogisticRegression). Each is
 served by modelserve as shipped (answered from its verified compiled form), by modelserve with
 `MODELSERVE_COMPILED_FORMS=false` (scikit-learn, micro-batching on), and, with MLSERVER_BIN, by
 MLServer 1.7.1 (sklearn runtime, adaptive batching on: max_batch_size 32, max_batch_time 2 ms,
@@ -64,7 +66,9 @@ from modelserve.training.train import TrainConfig, train  # noqa: E402
 WORKLOADS = {"W0": (1, 1), "W1": (1, 32), "W2": (100, 8), "W3": (10_000, 2)}
 """Rows per request and connections. W0: one client at a time (latency)."""
 MODEL_WORKLOADS = {"forest": ("W0", "W1", "W2", "W3"), "hgb": ("W0", "W1", "W2"),
-                   "penguins": ("W0", "W1", "W2")}  # fmt: skip
+                   "penguins": ("W0", "W1", "W2"), "penguins-lr": ("W0", "W1", "W2")}  # fmt: skip
+TABLES = ("penguins", "penguins-lr")
+"""The models that take the penguins table."""
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- trees: begin -->", "<!-- trees: end -->"
 SETTLED = b"against its estimator"
@@ -78,15 +82,13 @@ def main() -> None:
     train(TrainConfig(name="forest", estimator="random-forest"), stores["forest"])
     train(TrainConfig(name="hgb", estimator="hist-gradient-boosting"), stores["hgb"])
     penguins_csv = ROOT / "examples" / "penguins.csv"
-    train(
-        TrainConfig(
-            name="penguins",
-            estimator="hist-gradient-boosting-classifier",
-            csv=penguins_csv,
-            target="species",
-        ),
-        stores["penguins"],
-    )
+    for name, estimator in zip(
+        TABLES, ("hist-gradient-boosting-classifier", "logistic-regression"), strict=True
+    ):
+        train(
+            TrainConfig(name=name, estimator=estimator, csv=penguins_csv, target="species"),
+            stores[name],
+        )
     # scikit-learn's own answers, through the same checks the server makes.
     own = {
         name: ModelRegistry(Settings(store=store.root, compiled_forms=False)).load_predictor(name)
@@ -106,9 +108,10 @@ def main() -> None:
             )  # fmt: skip
             expected[(name, workload)] = own[name].predict(X).predictions.tolist()
         records = _rows(frame, rows, rng)
-        bodies[("penguins", workload, "native")] = orjson.dumps({"instances": records})
-        bodies[("penguins", workload, "v2")] = _v2_columns(records)
-        expected[("penguins", workload)] = own["penguins"].predict(records).predictions.tolist()
+        for name in TABLES:
+            bodies[(name, workload, "native")] = orjson.dumps({"instances": records})
+            bodies[(name, workload, "v2")] = _v2_columns(records)
+            expected[(name, workload)] = own[name].predict(records).predictions.tolist()
     scripts: dict[tuple[str, str, str], Path] = {}
     for key, body in bodies.items():
         body_path = work / ("-".join(key) + ".body")
@@ -233,12 +236,13 @@ def _mlserver(binary: str, name: str, estimator: object, work: Path) -> Server:
 def _write(table: list[tuple[str, str, str, Result, float]], starts: dict[str, float]) -> None:
     lines = [
         BEGIN,
-        "## Tree ensembles and a pipeline, compiled (bench/trees.py)",
+        "## Tree ensembles and pipelines, compiled (bench/trees.py)",
         "",
         f"Written by `make bench-trees` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
         "a random forest (100 trees) and a hist gradient boosting regressor on 10 synthetic "
-        "features, and the penguins pipeline (ordinal codes, HistGradientBoostingClassifier; "
-        "rows by name with text, numbers and nulls). `engine` is what answered, as "
+        "features, the penguins pipeline (ordinal codes, HistGradientBoostingClassifier; "
+        "rows by name with text, numbers and nulls) and penguins-lr (imputer, scaler, one-hot, "
+        "LogisticRegression) on the same rows. `engine` is what answered, as "
         f"`GET /v1/models/{{name}}` says. Median of {RUNS} run(s) of {DURATION} s; ratios are "
         "medians of runs paired with a ceiling run on the same workload.",
         "",
