@@ -6,6 +6,9 @@ to core 0 for 4 s per workload. Prints each tree's median and the per-round new/
 (rounds pair the two trees within a minute of each other, so the machine's drift cancels).
 
     python bench/ab.py OLD_SRC NEW_SRC [ROUNDS]    # e.g. a worktree's src/ against ./src
+
+AB_ESTIMATOR trains another estimator as the default model (`random-forest`), AB_ENV sets
+server variables for both trees (`MODELSERVE_COMPILED_FORMS=false`, space-separated).
 """
 
 import os, re, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -20,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent / "modelserve"
 store = str(work / "models")
+ESTIMATOR = os.environ.get("AB_ESTIMATOR", "linear")
+SERVER_ENV = dict(item.split("=", 1) for item in os.environ.get("AB_ENV", "").split())
 subprocess.run(
-    [PYTHON, "-m", "modelserve", "train", "--store", store],
+    [PYTHON, "-m", "modelserve", "train", "--store", store, "--estimator", ESTIMATOR],
     check=True,
     capture_output=True,
     env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
@@ -74,7 +79,7 @@ for rnd in range(int(sys.argv[3]) if len(sys.argv) > 3 else 6):
         else (("new", trees["new"]), ("old", trees["old"]))
     ):
         p = port()
-        env = {**os.environ, "PYTHONPATH": src}
+        env = {**os.environ, "PYTHONPATH": src, **SERVER_ENV}
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
         log = open(work / f"{name}.log", "wb")

@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
+from modelserve.core import batching
 from modelserve.core.batch import Batch, checked
 from modelserve.core.batching import Batchers, MicroBatcher
 from modelserve.core.errors import InvalidInputError, UnsupportedOutputError
@@ -213,6 +214,71 @@ def test_max_wait_merges_requests_that_arrive_a_little_apart(forest_store: Path)
 
     asyncio.run(scenario())
     assert calls.calls == [(2, 2)]
+
+
+def _slow(tmp_path: Path, delay: float) -> Predictor:
+    store = ModelStore(tmp_path / "models")
+    publish_slow_model(store, "slow", delay=delay)
+    return ModelRegistry(Settings(store=store.root, allow_pickle=True)).load_predictor("slow")
+
+
+def test_the_last_calls_clients_are_gathered_into_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight clients, each sending its next request 0-7 ms after its answer: without waiting
+    they would split into groups taking turns; the batcher waits (here up to half its last
+    call, 25 ms) until the eight are back, so each call after the first holds all of them."""
+    monkeypatch.setattr(batching, "GATHER_LIMIT", 1.0)
+    calls = Calls()
+    slow = _slow(tmp_path, 0.05)  # the batcher holds it weakly
+    batcher = MicroBatcher(slow, max_rows=1024, observe=calls)
+
+    async def client(i: int) -> None:
+        for turn in range(5):
+            await asyncio.sleep(0.001 * i)
+            await batcher.predict(batches(1, 1, seed=10 * i + turn)[0])
+
+    async def scenario() -> None:
+        await asyncio.gather(*(client(i) for i in range(8)))
+
+    asyncio.run(scenario())
+    held = [requests for requests, _ in calls.calls]
+    assert sum(held) == 40
+    assert held[0] == 1  # a lone first request is not kept waiting
+    assert held[1:-1] == [8] * (len(held) - 2), held
+    assert batcher.in_play == 7  # the last call found none waiting: the count falls
+
+
+def test_a_lone_client_is_not_kept_waiting_for_a_crowd_that_left(tmp_path: Path) -> None:
+    calls = Calls()
+    slow = _slow(tmp_path, 0.01)  # the batcher holds it weakly
+    batcher = MicroBatcher(slow, max_rows=1024, observe=calls)
+
+    async def scenario() -> list[int]:
+        await submit_all(batcher, batches(8, 1))  # eight at once: one call of eight
+        seen = [batcher.in_play]
+        for seed in range(10):  # then one client alone
+            await batcher.predict(batches(1, 1, seed=seed)[0])
+            seen.append(batcher.in_play)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert calls.calls[0] == (8, 8)
+    assert seen == [8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 1]  # one fewer each call, down to itself
+
+
+def test_a_compiled_form_merges_without_waiting(forest_store: Path) -> None:
+    forest = predictor(forest_store, "forest")
+    assert forest.merges_inline
+    batcher = MicroBatcher(forest, max_rows=1024)
+
+    async def scenario() -> None:
+        await submit_all(batcher, batches(8, 1))
+        for seed in range(3):
+            await batcher.predict(batches(1, 1, seed=seed)[0])
+
+    asyncio.run(scenario())
+    assert batcher.in_play == 5  # counted, but a call on the loop never waits for them
 
 
 def _fire(base: str, count: int) -> list[httpx.Response]:

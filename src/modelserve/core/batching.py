@@ -6,9 +6,17 @@ than twenty calls. A :class:`MicroBatcher` per model version queues validated ba
 its predict runs in a worker thread the event loop keeps accepting requests, and those that
 arrive meanwhile are merged into the next call (up to ``max_rows`` rows). So batching adapts
 to the load by itself: an idle server predicts a lone request at once, a busy one merges.
-``max_wait`` can add a short wait to merge more at low load; it is 0 by default. A version
-answered by its compiled form predicts on the event loop itself (``merges_inline``): the
-requests read in the same turn of the loop are merged, and no thread is involved.
+
+Under steady concurrent load that alone splits the clients into groups that take turns: those
+answered by one call send their next requests while the other group's call runs, so each call
+holds half of them (8 clients, 4 a call) and pays the per-call cost twice as often. So a batcher
+counts how many requests were in play at the end of its last call (the ones it answered and the
+ones waiting) and, before a call in a worker thread, waits until as many are queued again — at
+most half the last call's duration and ``GATHER_LIMIT``. A lone client is never kept waiting
+(it counts one), and the count falls by one a call once fewer requests come. ``max_wait`` (0 by
+default) instead waits a fixed time before every call. A version answered by its compiled form
+predicts on the event loop itself (``merges_inline``): the requests read in the same turn of the
+loop are merged, no thread is involved, and nothing waits.
 
 Each request is checked on its own before it joins a batch, so one bad request never fails
 the others; answers are split back row for row. Linear models on the lean path are never
@@ -30,6 +38,9 @@ from modelserve.core.predictor import Predictor
 
 BatchObserver = Callable[[Predictor, int, int], None]
 """Called after each predict call with (predictor, requests merged, rows)."""
+
+GATHER_LIMIT = 0.002
+"""Longest wait, in seconds, for the requests of the last call's clients to come back."""
 
 
 @dataclass(slots=True)
@@ -57,6 +68,15 @@ class MicroBatcher:
         self.observe = observe
         self._queue: list[_Waiting] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._in_play = 1  # requests answered by the last call plus those then waiting
+        self._last_call = 0.0  # how long the last call in a worker thread took, in seconds
+        self._gathered: asyncio.Future[None] | None = None  # resolved once enough are queued
+
+    @property
+    def in_play(self) -> int:
+        """Requests in play at the end of the last call (answered by it, or waiting then), less
+        one for each call since that held fewer: how many a call waits to gather."""
+        return self._in_play
 
     @property
     def predictor(self) -> Predictor:
@@ -76,19 +96,42 @@ class MicroBatcher:
         self._queue.append(_Waiting(batch, future))
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        elif (
+            self._gathered is not None
+            and not self._gathered.done()
+            and len(self._queue) >= self._in_play
+        ):
+            self._gathered.set_result(None)
         return await future
 
     async def _drain(self) -> None:
         """Predict queued batches until none are left, then stop (no idle task per model)."""
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 if self.max_wait > 0 and sum(len(w.batch) for w in self._queue) < self.max_rows:
                     await asyncio.sleep(self.max_wait)
+                elif len(self._queue) < self._in_play and not self.predictor.merges_inline:
+                    await self._gather(min(self._last_call / 2, GATHER_LIMIT))
                 taken = self._take()
                 if taken:
-                    await self._run(taken)
+                    started = loop.time()
+                    threaded = await self._run(taken)
+                    if threaded:
+                        self._last_call = loop.time() - started
+                    self._in_play = max(len(taken) + len(self._queue), self._in_play - 1)
         finally:
             self._drainer = None
+
+    async def _gather(self, budget: float) -> None:
+        """Wait up to ``budget`` seconds for ``_in_play`` requests (or ``max_rows`` rows)."""
+        if budget <= 0 or sum(len(w.batch) for w in self._queue) >= self.max_rows:
+            return
+        self._gathered = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((self._gathered,), timeout=budget)
+        finally:
+            self._gathered = None
 
     def _take(self) -> list[_Waiting]:
         """Requests from the head of the queue, up to ``max_rows`` rows (at least one)."""
@@ -106,14 +149,16 @@ class MicroBatcher:
             rows += size
         return taken
 
-    async def _run(self, taken: list[_Waiting]) -> None:
+    async def _run(self, taken: list[_Waiting]) -> bool:
+        """Predict ``taken`` in one call and answer each; whether the call ran in a thread."""
         merged = merge(
             [w.batch for w in taken],
             return_probabilities=any(w.batch.return_probabilities for w in taken),
         )
         predictor = self.predictor
+        inline = predictor.compiled_answers(len(merged))
         try:
-            if predictor.compiled_answers(len(merged)):
+            if inline:
                 prediction = predictor.predict_unchecked(merged)
             else:
                 prediction = await anyio.to_thread.run_sync(predictor.predict_unchecked, merged)
@@ -121,7 +166,7 @@ class MicroBatcher:
             for waiting in taken:
                 if not waiting.future.done():
                     waiting.future.set_exception(exc)
-            return
+            return not inline
         self._observed(len(taken), len(merged))
         start = 0
         for waiting in taken:
@@ -148,6 +193,7 @@ class MicroBatcher:
                         )
                     )
             start = end
+        return not inline
 
     def _observed(self, requests: int, rows: int) -> None:
         if self.observe is not None:

@@ -179,8 +179,9 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description=(
-            "Extra milliseconds a batch waits for more requests; 0 merges only what arrives "
-            "while the previous call runs."
+            "Fixed milliseconds every merged call waits for more requests; 0 merges what "
+            "arrives while the previous call runs, waiting (2 ms at most) only for as many "
+            "requests as were in play at the end of the last call."
         ),
     )
     workers: int = Field(
