@@ -297,11 +297,17 @@ def _build(header: dict[str, Any], body: memoryview) -> CompiledForm:
     return form
 
 
-def _linear(header: dict[str, Any], body: memoryview) -> Linear:
-    arrays = {
-        name: _array(name, header["arrays"][name], body, dtype, _LINEAR_NDIM[name])
-        for name, dtype in _LINEAR_DTYPES.items()
+def _arrays(
+    header: dict[str, Any], body: memoryview, dtypes: dict[str, np.dtype[Any]], ndim: dict[str, int]
+) -> dict[str, np.ndarray]:
+    return {
+        name: _array(name, header["arrays"][name], body, dtype, ndim[name])
+        for name, dtype in dtypes.items()
     }
+
+
+def _linear(header: dict[str, Any], body: memoryview) -> Linear:
+    arrays = _arrays(header, body, _LINEAR_DTYPES, _LINEAR_NDIM)
     spec = header["linear"]
     layout = spec["layout"]
     if layout not in _LAYOUTS:
@@ -318,10 +324,7 @@ def _linear(header: dict[str, Any], body: memoryview) -> Linear:
 
 
 def _trees(header: dict[str, Any], body: memoryview) -> Trees:
-    arrays = {
-        name: _array(name, header["arrays"][name], body, dtype, _NDIM[name])
-        for name, dtype in _DTYPES.items()
-    }
+    arrays = _arrays(header, body, _DTYPES, _NDIM)
     spec = header["trees"]
     trees = Trees(
         nodes=arrays["nodes"],
