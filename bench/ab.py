@@ -8,7 +8,9 @@ to core 0 for 4 s per workload. Prints each tree's median and the per-round new/
     python bench/ab.py OLD_SRC NEW_SRC [ROUNDS]    # e.g. a worktree's src/ against ./src
 
 AB_ESTIMATOR trains another estimator as the default model (`random-forest`), AB_ENV sets
-server variables for both trees (`MODELSERVE_COMPILED_FORMS=false`, space-separated).
+server variables for both trees (`MODELSERVE_COMPILED_FORMS=false`, space-separated), and
+AB_CSV=examples/penguins.csv AB_TARGET=species trains on that table and sends its rows by name
+(native requests only).
 """
 
 import os, re, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -25,8 +27,10 @@ BIN = Path(PYTHON).parent / "modelserve"
 store = str(work / "models")
 ESTIMATOR = os.environ.get("AB_ESTIMATOR", "linear")
 SERVER_ENV = dict(item.split("=", 1) for item in os.environ.get("AB_ENV", "").split())
+CSV = os.environ.get("AB_CSV")
+TABLE = ["--csv", CSV, "--target", os.environ["AB_TARGET"]] if CSV else []
 subprocess.run(
-    [PYTHON, "-m", "modelserve", "train", "--store", store, "--estimator", ESTIMATOR],
+    [PYTHON, "-m", "modelserve", "train", "--store", store, "--estimator", ESTIMATOR, *TABLE],
     check=True,
     capture_output=True,
     env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
@@ -51,8 +55,17 @@ def lua(path, body):
 
 rng = np.random.default_rng(0)
 scripts = {}
+KINDS = ("native",) if CSV else ("native", "v2")
 for w, (rows, conn) in ROWS.items():
     x = rng.normal(size=(rows, 10))
+    if CSV:
+        import pandas as pd
+
+        frame = pd.read_csv(ROOT / CSV).drop(columns=os.environ["AB_TARGET"])
+        picked = frame.iloc[rng.integers(0, len(frame), rows)]
+        records = orjson.loads(picked.to_json(orient="records"))
+        lua(work / f"{w}-native.lua", orjson.dumps({"instances": records}))
+        continue
     lua(work / f"{w}-native.lua", orjson.dumps({"instances": x.tolist()}))
     lua(
         work / f"{w}-v2.lua",
@@ -109,7 +122,7 @@ for rnd in range(int(sys.argv[3]) if len(sys.argv) > 3 else 6):
             time.sleep(0.1)
         time.sleep(3)  # settled: scikit-learn confirmed, app built
         for w, (rows, conn) in ROWS.items():
-            for kind in ("native", "v2"):
+            for kind in KINDS:
                 out = subprocess.run(
                     [
                         "taskset",
@@ -130,7 +143,7 @@ for rnd in range(int(sys.argv[3]) if len(sys.argv) > 3 else 6):
                 results.setdefault((name, w, kind), []).append(rps)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-for w, kind in [(w, k) for w in ROWS for k in ("native", "v2")]:
+for w, kind in [(w, k) for w in ROWS for k in KINDS]:
     o, n = results[("old", w, kind)], results[("new", w, kind)]
     paired = [b / a for a, b in zip(o, n)]
     print(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelserve.core.batch import Batch, ColumnType
 from modelserve.core.errors import InvalidInputError
@@ -247,3 +250,54 @@ def test_a_manifest_written_before_typed_features_loads_and_serves(tmp_path) -> 
     np.testing.assert_array_equal(
         predictor.predict(rows).predictions, predictor.estimator.predict(rows)
     )
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2.5, 7.0, -0.0, 2.0**53 + 2]),
+    st.sampled_from(["red", "green", "blue", "violet", "", "3"]),
+)
+VALID = {
+    "n": st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6)),
+    "k": st.one_of(st.none(), st.integers(-1000, 1000), st.just(4.0)),
+    "flag": st.booleans(),
+    "color": st.sampled_from(["red", "green", "blue"]),
+    "note": st.one_of(st.none(), st.text(max_size=5)),
+}
+
+
+def _outcome(check: SchemaCheck, records: list[object]) -> object:
+    try:
+        batch = check.check(Batch.of_records(records))
+    except InvalidInputError as error:
+        return [(p.loc, p.msg, p.type) for p in error.problems]
+    assert batch.table is not None
+    return [
+        [("nan" if isinstance(v, float) and math.isnan(v) else v) for v in column.tolist()]
+        for column in batch.table
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_rows_checked_a_column_at_a_time_agree_with_rows_checked_value_by_value(
+    data: st.DataObject,
+) -> None:
+    """Plain dicts and lists of the right length are checked a column at a time; any other
+    mapping or sequence (here an OrderedDict, a tuple) value by value. Both must agree, on good
+    rows (the same columns) and on bad ones (the same problems)."""
+    rows = []
+    for _ in range(data.draw(st.integers(1, 5))):
+        row = {name: data.draw(strategy) for name, strategy in VALID.items()}
+        if data.draw(st.booleans()):  # now and then, a value of any kind in one feature
+            row[data.draw(st.sampled_from(SCHEMA.names))] = data.draw(VALUES)
+        rows.append(row)
+    as_lists = data.draw(st.booleans())
+    fast = [list(r.values()) if as_lists else r for r in rows]
+    slow = [tuple(r.values()) if as_lists else OrderedDict(r) for r in rows]
+    check = SchemaCheck(SCHEMA, max_rows=5, max_problems=5)
+    assert _outcome(check, fast) == _outcome(check, slow)

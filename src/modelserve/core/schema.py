@@ -43,6 +43,15 @@ _EXPECTED = {
 }
 
 
+_WELL_FORMED: dict[ColumnType, set[type]] = {
+    ColumnType.FLOAT: {float, int},
+    ColumnType.INTEGER: {float, int},
+    ColumnType.BOOLEAN: {bool},
+    ColumnType.STRING: {str},
+}
+"""The Python types a feature's values may have (a missing one aside)."""
+
+
 class SchemaCheck:
     """Validates batches against one model version's input schema."""
 
@@ -347,7 +356,16 @@ class SchemaCheck:
         return floats
 
     def _typed_records(self, records: Sequence[Any], batch: Batch) -> Batch:
-        """Rows as written, for a typed schema: every problem of every row, then the rest."""
+        """Rows as written, for a typed schema: every problem of every row, then the rest.
+
+        Rows that are all well formed are checked a column at a time (the types each column
+        holds, its categories, its numbers at once); any doubt, and every row is checked one
+        value at a time, which names each problem.
+        """
+        if not batch.trailing and self._rows_problem(len(records)) is None:
+            columns = self._well_formed_columns(records)
+            if columns is not None:
+                return self._assemble(columns, batch.return_probabilities)
         self._check_records(records, batch)
         names = self.names
         cells = [
@@ -358,6 +376,49 @@ class SchemaCheck:
             [self._cells(index, column) for index, column in enumerate(cells)],
             batch.return_probabilities,
         )
+
+    def _well_formed_columns(self, records: Sequence[Any]) -> list[np.ndarray] | None:
+        """The checked columns of ``records`` when no value can be wrong, else None."""
+        names = self.names
+        if all(type(row) is dict and row.keys() == self._positions.keys() for row in records):
+            cells = [[row[name] for row in records] for name in names]
+        elif all(type(row) is list and len(row) == self.count for row in records):
+            cells = [list(column) for column in zip(*records, strict=True)]
+        else:
+            return None
+        columns = []
+        for index, values in enumerate(cells):
+            column = self._well_formed(index, values)
+            if column is None:
+                return None
+            columns.append(column)
+        return columns
+
+    def _well_formed(self, index: int, values: list[Any]) -> np.ndarray | None:
+        """One feature's values as its checked column, or None if any may be wrong."""
+        kind = self.types[index]
+        allowed = _WELL_FORMED[kind] | ({type(None)} if self.specs[index].nullable else set())
+        known = self._known[index]
+        if not set(map(type, values)) <= allowed or (
+            known is not None and not (set(values) - {None}) <= known
+        ):
+            return None
+        if kind is ColumnType.STRING:
+            return self._cells(index, values)
+        try:
+            floats = self._cells(index, values)
+        except OverflowError:  # an integer past every double
+            return None
+        present = floats[~np.isnan(floats)]
+        numbers_ok = kind is ColumnType.BOOLEAN or (
+            len(present) == len(values) - values.count(None)  # no NaN sent as a number
+            and not np.isinf(present).any()
+            and (
+                kind is ColumnType.FLOAT
+                or not ((np.floor(present) != present) | (np.abs(present) > EXACT_INTEGER)).any()
+            )
+        )
+        return floats if numbers_ok else None
 
     def _cells(self, index: int, values: list[Any]) -> np.ndarray:
         """Checked values of one feature as its column: float64, or objects for strings."""
