@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from modelserve.core.batch import Batch, ColumnType
 from modelserve.core.errors import InvalidInputError
 from modelserve.core.manifest import FeatureSchema, FeatureSpec
-from modelserve.core.schema import SchemaCheck
+from modelserve.core.schema import COLUMN_CHECK_ROWS, SchemaCheck
 
 SCHEMA = FeatureSchema(
     count=5,
@@ -287,11 +287,11 @@ def _outcome(check: SchemaCheck, records: list[object]) -> object:
 def test_rows_checked_a_column_at_a_time_agree_with_rows_checked_value_by_value(
     data: st.DataObject,
 ) -> None:
-    """Plain dicts and lists of the right length are checked a column at a time; any other
-    mapping or sequence (here an OrderedDict, a tuple) value by value. Both must agree, on good
-    rows (the same columns) and on bad ones (the same problems)."""
+    """Plain dicts and lists of the right length (three rows or more) are checked a column at
+    a time; any other mapping or sequence (here an OrderedDict, a tuple) value by value. Both
+    must agree, on good rows (the same columns) and on bad ones (the same problems)."""
     rows = []
-    for _ in range(data.draw(st.integers(1, 5))):
+    for _ in range(data.draw(st.integers(COLUMN_CHECK_ROWS, 5))):
         row = {name: data.draw(strategy) for name, strategy in VALID.items()}
         if data.draw(st.booleans()):  # now and then, a value of any kind in one feature
             row[data.draw(st.sampled_from(SCHEMA.names))] = data.draw(VALUES)

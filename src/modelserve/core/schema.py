@@ -43,6 +43,9 @@ _EXPECTED = {
 }
 
 
+COLUMN_CHECK_ROWS = 3
+"""The fewest typed rows checked a column at a time (fewer cost less value by value)."""
+
 _WELL_FORMED: dict[ColumnType, set[type]] = {
     ColumnType.FLOAT: {float, int},
     ColumnType.INTEGER: {float, int},
@@ -358,11 +361,16 @@ class SchemaCheck:
     def _typed_records(self, records: Sequence[Any], batch: Batch) -> Batch:
         """Rows as written, for a typed schema: every problem of every row, then the rest.
 
-        Rows that are all well formed are checked a column at a time (the types each column
-        holds, its categories, its numbers at once); any doubt, and every row is checked one
-        value at a time, which names each problem.
+        Three rows or more, all well formed, are checked a column at a time (the types each
+        column holds, its categories, its numbers at once: ~1 µs a row against ~6, but ~20 µs
+        a call against ~8); any doubt, and every row is checked one value at a time, which
+        names each problem.
         """
-        if not batch.trailing and self._rows_problem(len(records)) is None:
+        if (
+            len(records) >= COLUMN_CHECK_ROWS
+            and not batch.trailing
+            and self._rows_problem(len(records)) is None
+        ):
             columns = self._well_formed_columns(records)
             if columns is not None:
                 return self._assemble(columns, batch.return_probabilities)
@@ -403,22 +411,20 @@ class SchemaCheck:
             known is not None and not (set(values) - {None}) <= known
         ):
             return None
-        if kind is ColumnType.STRING:
-            return self._cells(index, values)
         try:
-            floats = self._cells(index, values)
+            column = self._cells(index, values)
         except OverflowError:  # an integer past every double
             return None
-        present = floats[~np.isnan(floats)]
-        numbers_ok = kind is ColumnType.BOOLEAN or (
-            len(present) == len(values) - values.count(None)  # no NaN sent as a number
-            and not np.isinf(present).any()
-            and (
-                kind is ColumnType.FLOAT
-                or not ((np.floor(present) != present) | (np.abs(present) > EXACT_INTEGER)).any()
+        if kind in (ColumnType.STRING, ColumnType.BOOLEAN):
+            return column
+        finite = np.isfinite(column)
+        ok = np.count_nonzero(finite) == len(values) - values.count(None)  # no NaN, infinity
+        if ok and kind is ColumnType.INTEGER:
+            whole = column[finite]
+            ok = not (np.floor(whole) != whole).any() and (
+                np.abs(whole).max(initial=0) <= EXACT_INTEGER
             )
-        )
-        return floats if numbers_ok else None
+        return column if ok else None
 
     def _cells(self, index: int, values: list[Any]) -> np.ndarray:
         """Checked values of one feature as its column: float64, or objects for strings."""
