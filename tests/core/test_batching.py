@@ -267,6 +267,30 @@ def test_a_lone_client_is_not_kept_waiting_for_a_crowd_that_left(tmp_path: Path)
     assert seen == [8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 1]  # one fewer each call, down to itself
 
 
+def test_gathering_stops_once_a_call_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a call of eight, the batcher waits for eight again (here up to half its 1 s call);
+    two five-row requests fill a call of ten rows, and the second one ends the wait."""
+    monkeypatch.setattr(batching, "GATHER_LIMIT", 10.0)
+    calls = Calls()
+    slow = _slow(tmp_path, 1.0)  # the batcher holds it weakly
+    batcher = MicroBatcher(slow, max_rows=10, observe=calls)
+
+    async def scenario() -> float:
+        await submit_all(batcher, batches(8, 1))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(batcher.predict(batches(1, 5, seed=1)[0]))
+        await asyncio.sleep(0.02)
+        await asyncio.gather(first, batcher.predict(batches(1, 5, seed=2)[0]))
+        return loop.time() - started
+
+    took = asyncio.run(scenario())
+    assert calls.calls == [(8, 8), (2, 10)]
+    assert took < 1.3  # one 1 s call, not that and the 0.5 s the wait could have lasted
+
+
 def test_a_compiled_form_merges_without_waiting(forest_store: Path) -> None:
     forest = predictor(forest_store, "forest")
     assert forest.merges_inline

@@ -96,11 +96,7 @@ class MicroBatcher:
         self._queue.append(_Waiting(batch, future))
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        elif (
-            self._gathered is not None
-            and not self._gathered.done()
-            and len(self._queue) >= self._in_play
-        ):
+        elif self._gathered is not None and not self._gathered.done() and self._enough():
             self._gathered.set_result(None)
         return await future
 
@@ -123,9 +119,16 @@ class MicroBatcher:
         finally:
             self._drainer = None
 
+    def _enough(self) -> bool:
+        """Whether the queue holds ``_in_play`` requests, or as many rows as one call takes."""
+        return (
+            len(self._queue) >= self._in_play
+            or sum(len(w.batch) for w in self._queue) >= self.max_rows
+        )
+
     async def _gather(self, budget: float) -> None:
-        """Wait up to ``budget`` seconds for ``_in_play`` requests (or ``max_rows`` rows)."""
-        if budget <= 0 or sum(len(w.batch) for w in self._queue) >= self.max_rows:
+        """Wait up to ``budget`` seconds until the queue holds enough (:meth:`_enough`)."""
+        if budget <= 0 or self._enough():
             return
         self._gathered = asyncio.get_running_loop().create_future()
         try:

@@ -521,10 +521,13 @@ def _pipeline_refusal(estimator: Any, inputs: Any) -> evaluate.Refused | None:
         matrix = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    path = f"{type(final).__module__}.{type(final).__qualname__}"
     return evaluate.refused_rows(
-        matrix, float32=path in FLOAT32_ESTIMATORS, missing=True, infinite=True
+        matrix, float32=_class_path(final) in FLOAT32_ESTIMATORS, missing=True, infinite=True
     )
+
+
+def _class_path(estimator: Any) -> str:
+    return f"{type(estimator).__module__}.{type(estimator).__qualname__}"
 
 
 def estimator_answers(estimator: Any, schema: FeatureSchema) -> verify.Expected:
@@ -590,8 +593,7 @@ def _verified_linear(estimator: Any, manifest: Manifest) -> tuple[np.ndarray, np
 def _linear_of(
     estimator: Any, task: Task, schema: FeatureSchema
 ) -> tuple[np.ndarray, np.float64] | None:
-    name = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
-    if name not in _LINEAR_REGRESSORS or task != "regression":
+    if _class_path(estimator) not in _LINEAR_REGRESSORS or task != "regression":
         return None
     coef = np.asarray(getattr(estimator, "coef_", None), dtype=np.float64)
     intercept = np.asarray(getattr(estimator, "intercept_", np.nan), dtype=np.float64)
